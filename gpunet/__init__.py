@@ -1,0 +1,33 @@
+"""gpunet: deep learning on plain arrays, NumPy on any CPU and CuPy on NVIDIA GPUs.
+
+    import gpunet
+    from gpunet.nn import Sequential, Dense, Tanh, Sigmoid
+
+    gpunet.seed(0)
+    model = Sequential(Dense(2, 8), Tanh(), Dense(8, 1), Sigmoid())
+
+The backend is chosen by ``GPUNET_BACKEND`` (numpy, cupy, array_api_strict, auto); see
+``gpunet.backend``.
+"""
+
+from gpunet import backend, data, init, losses, nn, optim, regularizers
+from gpunet.backend import asarray, seed, to_numpy
+from gpunet.gradient_check import GradcheckResult, gradcheck
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GradcheckResult",
+    "__version__",
+    "asarray",
+    "backend",
+    "data",
+    "gradcheck",
+    "init",
+    "losses",
+    "nn",
+    "optim",
+    "regularizers",
+    "seed",
+    "to_numpy",
+]

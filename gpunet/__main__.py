@@ -1,0 +1,71 @@
+"""``python -m gpunet info``: what gpunet runs on here, and why."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def info() -> str:
+    """A report of the backend, device, kernels and CuPy status."""
+    import numba
+
+    import gpunet
+    from gpunet import backend
+
+    lines = [f"gpunet {gpunet.__version__} (Python {sys.version.split()[0]})"]
+    try:
+        name = backend.name()
+    except Exception as err:  # report, do not crash: this is the diagnostic tool
+        lines.append(f"backend:        unusable: {err}")
+        name = None
+    if name is not None:
+        ns = backend.xp()
+        lines.append(f"backend:        {name} {_library_version(name)}")
+        lines.append(f"device:         {backend.device_description()}")
+        lines.append(f"namespace:      {ns.__name__}")
+        lines.append(f"kernels:        {_kernel_status(name)}")
+    lines.append(f"numba:          {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads")
+    lines.append(f"numba cache:    {_numba_cache_dir()}")
+    lines.append(f"cupy:           {backend.cupy_status()}")
+    variables = {k: v for k, v in os.environ.items() if k.startswith("GPUNET_")}
+    lines.append(f"environment:    {variables or 'no GPUNET_* variables set'}")
+    return "\n".join(lines)
+
+
+def _library_version(name: str) -> str:
+    module = __import__(name)
+    return getattr(module, "__version__", "")
+
+
+def _kernel_status(name: str) -> str:
+    from gpunet import backend
+
+    if not backend.kernels_enabled():
+        return "off (GPUNET_KERNELS=0): reference array-API code is used"
+    if name == "array_api_strict":
+        return "off: array_api_strict runs the reference code only"
+    target = "CUDA (numba.cuda)" if name == "cupy" else "CPU (numba njit)"
+    return f"on, {target}"
+
+
+def _numba_cache_dir() -> str:
+    import numba
+
+    configured = numba.config.CACHE_DIR
+    if configured:
+        return configured
+    return "next to the kernel sources (__pycache__), or the user cache if read-only"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gpunet")
+    parser.add_argument("command", choices=["info"], help="info: backend, device, kernels")
+    parser.parse_args(argv)
+    print(info())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

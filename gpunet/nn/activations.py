@@ -1,0 +1,103 @@
+"""Activation layers: each wraps one function of ``gpunet.ops.activations``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpunet.nn.layer import Layer
+from gpunet.ops import activations as F
+
+
+class Activation(Layer):
+    """An elementwise activation; subclasses name the function and its backward."""
+
+    function = staticmethod(F.tanh)
+    derivative = staticmethod(F.tanh_backward)
+
+    def forward(self, x: Any) -> Any:
+        y = self.function(x)
+        self._cache = (x, y)
+        return y
+
+    def backward(self, grad_out: Any) -> Any:
+        x, y = self._cache
+        return self.derivative(grad_out, x, y)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Sigmoid(Activation):
+    """1 / (1 + exp(-x))."""
+
+    function = staticmethod(F.sigmoid)
+    derivative = staticmethod(F.sigmoid_backward)
+
+
+class Tanh(Activation):
+    """tanh(x)."""
+
+    function = staticmethod(F.tanh)
+    derivative = staticmethod(F.tanh_backward)
+
+
+class Softsign(Activation):
+    """x / (1 + |x|)."""
+
+    function = staticmethod(F.softsign)
+    derivative = staticmethod(F.softsign_backward)
+
+
+class ReLU(Activation):
+    """max(x, 0)."""
+
+    function = staticmethod(F.relu)
+    derivative = staticmethod(F.relu_backward)
+
+
+class Softplus(Activation):
+    """log(1 + exp(x))."""
+
+    function = staticmethod(F.softplus)
+    derivative = staticmethod(F.softplus_backward)
+
+
+class LeakyReLU(Activation):
+    """x for x > 0, else negative_slope * x.
+
+    Args:
+        negative_slope: slope for negative inputs (default 0.01).
+    """
+
+    def __init__(self, negative_slope: float = 0.01):
+        self.negative_slope = float(negative_slope)
+
+    def function(self, x: Any) -> Any:
+        return F.leaky_relu(x, self.negative_slope)
+
+    def derivative(self, grad: Any, x: Any, y: Any) -> Any:
+        return F.leaky_relu_backward(grad, x, y, self.negative_slope)
+
+    def __repr__(self) -> str:
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+
+class Softmax(Activation):
+    """exp(x) / sum(exp(x)) along an axis.
+
+    Args:
+        axis: the axis that sums to one (default -1). For classification train on
+            logits with ``CrossEntropy`` instead; it is faster and more accurate.
+    """
+
+    def __init__(self, axis: int = -1):
+        self.axis = axis
+
+    def function(self, x: Any) -> Any:
+        return F.softmax(x, self.axis)
+
+    def derivative(self, grad: Any, x: Any, y: Any) -> Any:
+        return F.softmax_backward(grad, x, y, self.axis)
+
+    def __repr__(self) -> str:
+        return f"Softmax(axis={self.axis})"

@@ -1,0 +1,86 @@
+"""Dense: the fully connected layer y = x W + b."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpunet import init as initializers
+from gpunet.backend import namespace
+from gpunet.nn.layer import Layer
+from gpunet.nn.parameter import Parameter
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = x @ weight + bias``.
+
+    Args:
+        in_features: size of each input sample.
+        out_features: size of each output sample.
+        bias: learn an additive bias (default True).
+        init: initialiser of the weight, a name from ``gpunet.init`` or a function
+            (default ``"xavier_uniform"``, Glorot); the bias starts at zero.
+        regularizer: a penalty on the weight such as ``gpunet.regularizers.L2(1e-4)``
+            (default None); its gradient is added in backward.
+        dtype: parameter dtype (default float32).
+
+    Shapes:
+        input ``(N, in_features)`` or ``(N, ..., in_features)``; output the same with
+        ``out_features`` last. ``weight`` is ``(in_features, out_features)``, the
+        transpose of PyTorch's ``Linear.weight``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: Any = "xavier_uniform",
+        regularizer: Any = None,
+        dtype: Any = None,
+    ):
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Dense: in_features and out_features must be >= 1, "
+                f"got {in_features} and {out_features}"
+            )
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        make = initializers.get(init, layer="Dense")
+        self.weight = Parameter(make((self.in_features, self.out_features), dtype=dtype), "weight")
+        self.bias = (
+            Parameter(initializers.zeros((self.out_features,), dtype=dtype), "bias")
+            if bias
+            else None
+        )
+        self.regularizer = regularizer
+
+    def forward(self, x: Any) -> Any:
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"Dense: expected input (N, {self.in_features}), got shape {tuple(x.shape)}"
+            )
+        xp = namespace(x, self.weight.data)
+        flat = x if x.ndim == 2 else xp.reshape(x, (-1, self.in_features))
+        y = flat @ self.weight.data
+        if self.bias is not None:
+            y = y + self.bias.data
+        self._input = flat
+        self._input_shape = x.shape
+        return y if x.ndim == 2 else xp.reshape(y, (*x.shape[:-1], self.out_features))
+
+    def backward(self, grad_out: Any) -> Any:
+        xp = namespace(grad_out)
+        grad = grad_out if grad_out.ndim == 2 else xp.reshape(grad_out, (-1, self.out_features))
+        weight_grad = self._input.T @ grad
+        if self.regularizer is not None:
+            weight_grad = weight_grad + self.regularizer.gradient(self.weight.data)
+        self.weight.accumulate(weight_grad)
+        if self.bias is not None:
+            self.bias.accumulate(xp.sum(grad, axis=0))
+        grad_in = grad @ self.weight.data.T
+        return grad_in if grad_out.ndim == 2 else xp.reshape(grad_in, self._input_shape)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dense({self.in_features}, {self.out_features}, bias={self.bias is not None})"
+        )
+

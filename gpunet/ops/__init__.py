@@ -1,0 +1,1 @@
+"""Stateless operations, each with a forward and a backward, in array-API code."""
