@@ -199,16 +199,11 @@ def namespace(*arrays: Any) -> ModuleType:
     """
     found = None
     for array in arrays:
-        if array is None or isinstance(array, (int, float, bool, complex)):
-            continue
-        kind = type(array)
-        ns = _NAMESPACE_BY_TYPE.get(kind)
+        ns = _NAMESPACE_BY_TYPE.get(type(array))  # the fast path: a known array type
         if ns is None:
-            if isinstance(array, np.generic):
-                ns = array_api_compat.numpy
-            else:
-                ns = array_api_compat.array_namespace(array)
-                _NAMESPACE_BY_TYPE[kind] = ns
+            if array is None or isinstance(array, int | float | complex):
+                continue
+            ns = _namespace_of_new_type(array)
         if found is None:
             found = ns
         elif ns is not found:
@@ -217,6 +212,15 @@ def namespace(*arrays: Any) -> ModuleType:
                 f"and {_namespace_name(ns)}; move them onto one with gpunet.asarray(x)"
             )
     return found if found is not None else xp()
+
+
+def _namespace_of_new_type(array: Any) -> ModuleType:
+    if isinstance(array, np.generic):
+        ns = array_api_compat.numpy
+    else:
+        ns = array_api_compat.array_namespace(array)
+    _NAMESPACE_BY_TYPE[type(array)] = ns
+    return ns
 
 
 def library_of(array: Any) -> str:

@@ -1,0 +1,74 @@
+"""The test matrix: ``nox`` runs the default sessions, ``nox -s NAME`` one of them.
+
+Sessions:
+    lint                    ruff over the code base
+    tests(backend=...)      the whole suite on numpy, array_api_strict and cupy (cupy
+                            skips with a message where no NVIDIA GPU is present)
+    cudasim                 the CUDA kernels on the CPU under Numba's CUDA simulator
+    crosscheck              layers and optimizers against PyTorch (CPU)
+    distributed             data-parallel training under mpirun -n 2
+    bench                   the CPU benchmark suite against PyTorch (not in the default run)
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "tests", "cudasim", "crosscheck"]
+
+CODE = ("gpunet", "kernels", "tests", "examples", "benchmarks", "noxfile.py")
+CUDA_EXTRA = "cuda12"
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check."""
+    session.install("ruff")
+    session.run("ruff", "check", *CODE)
+
+
+@nox.session
+@nox.parametrize("backend", ["numpy", "array_api_strict", "cupy"])
+def tests(session: nox.Session, backend: str) -> None:
+    """The whole suite with GPUNET_BACKEND set to one backend."""
+    if backend == "cupy":
+        if shutil.which("nvidia-smi") is None:
+            session.skip(
+                "no NVIDIA GPU here (nvidia-smi not found): the cupy backend needs a CUDA "
+                f"GPU; on one, this session installs gpunet[{CUDA_EXTRA}] and runs the suite"
+            )
+        session.install("-e", f".[test,{CUDA_EXTRA}]")
+    else:
+        session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs, env={"GPUNET_BACKEND": backend})
+
+
+@nox.session
+def cudasim(session: nox.Session) -> None:
+    """The CUDA kernels against the reference ops, simulated on the CPU (tiny shapes)."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "-m", "cudasim", *session.posargs,
+        env={"NUMBA_ENABLE_CUDASIM": "1", "GPUNET_BACKEND": "numpy"},
+    )
+
+
+@nox.session(venv_backend="virtualenv")
+def crosscheck(session: nox.Session) -> None:
+    """Forward and backward against PyTorch on the CPU (pip: it honours local wheel links)."""
+    session.install("-e", ".[test]", "torch")
+    session.run(
+        "pytest", "-m", "crosscheck", *session.posargs, env={"GPUNET_BACKEND": "numpy"}
+    )
+
+
+@nox.session(venv_backend="virtualenv")
+def bench(session: nox.Session) -> None:
+    """The CPU benchmark suite: gpunet against PyTorch, interleaved rounds, medians."""
+    session.install("-e", ".[test]", "torch")
+    session.run("python", "-m", "benchmarks", *session.posargs)
