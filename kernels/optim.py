@@ -1,0 +1,490 @@
+"""Fused optimizer updates: one pass over a parameter updates it and its state in place.
+
+The update rules follow PyTorch's definitions (see ``gpunet/optim/*.py``, whose pure
+array-API functions are the reference and the test oracle). Each rule's scalar math is
+written once as an ``@njit(inline="always")`` helper and called from a CPU kernel
+(``@njit(parallel=True, cache=True)``, prange over the flat parameter) and a CUDA kernel
+(``@cuda.jit``, one thread per element).
+
+The wrappers ``<rule>_cpu`` (NumPy) and ``<rule>_cuda`` (CuPy) take the parameter, its
+gradient and its state arrays (all C-contiguous, of one dtype) and change the parameter
+and the state in place. Hyper-parameters are cast to the arrays' dtype before the call,
+so a float32 parameter is updated in float32 arithmetic, as the reference does, and each
+kernel has exactly two signatures (float32, float64). ``launch_<rule>`` runs the CUDA
+kernel on any arrays the CUDA target accepts, so the simulator can test it on NumPy.
+
+The ops ``sgd``, ``adagrad``, ``rmsprop`` and ``adam`` are registered by ``gpunet.optim``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, njit, prange
+
+_THREADS = 256
+
+
+# --------------------------------------------------------------------------- scalar rules
+
+
+@njit(inline="always")
+def sgd_scalar(p, g, buf, lr, momentum, damp_keep, weight_decay, nesterov, first):
+    """SGD with momentum: returns (new p, new momentum buffer)."""
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if momentum != 0:
+        if first:
+            buf = g
+        else:
+            buf = momentum * buf + damp_keep * g
+        if nesterov:
+            g = g + momentum * buf
+        else:
+            g = buf
+    return p - lr * g, buf
+
+
+@njit(inline="always")
+def adagrad_scalar(p, g, total, clr, weight_decay, eps):
+    """Adagrad: returns (new p, new sum of squared gradients)."""
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    total = total + g * g
+    return p - clr * (g / (math.sqrt(total) + eps)), total
+
+
+@njit(inline="always")
+def rmsprop_scalar(
+    p, g, square_avg, grad_avg, buf, lr, alpha, alpha_keep, eps, weight_decay, momentum, centered
+):
+    """RMSprop: returns (new p, square_avg, grad_avg, momentum buffer)."""
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    square_avg = alpha * square_avg + alpha_keep * (g * g)
+    if centered:
+        grad_avg = grad_avg + alpha_keep * (g - grad_avg)
+        avg = math.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = math.sqrt(square_avg) + eps
+    if momentum > 0:
+        buf = momentum * buf + g / avg
+        p = p - lr * buf
+    else:
+        p = p - lr * (g / avg)
+    return p, square_avg, grad_avg, buf
+
+
+@njit(inline="always")
+def adam_scalar(
+    p,
+    g,
+    m,
+    v,
+    v_max,
+    decay_keep,
+    weight_decay,
+    beta1_keep,
+    beta2,
+    beta2_keep,
+    step_size,
+    bc2_sqrt,
+    eps,
+    amsgrad,
+    decoupled,
+):
+    """Adam / AdamW: returns (new p, first moment, second moment, max second moment)."""
+    if decoupled:
+        p = p * decay_keep
+    elif weight_decay != 0:
+        g = g + weight_decay * p
+    m = m + beta1_keep * (g - m)
+    v = beta2 * v + beta2_keep * (g * g)
+    if amsgrad:
+        v_max = max(v_max, v)
+        denom = math.sqrt(v_max) / bc2_sqrt + eps
+    else:
+        denom = math.sqrt(v) / bc2_sqrt + eps
+    return p - step_size * (m / denom), m, v, v_max
+
+
+# --------------------------------------------------------------------------- CPU kernels
+
+
+@njit(parallel=True, cache=True)
+def _sgd_cpu_kernel(p, g, buf, lr, momentum, damp_keep, weight_decay, nesterov, first):
+    for i in prange(p.size):
+        new_p, new_buf = sgd_scalar(
+            p[i], g[i], buf[i], lr, momentum, damp_keep, weight_decay, nesterov, first
+        )
+        p[i] = new_p
+        if momentum != 0:
+            buf[i] = new_buf
+
+
+@njit(parallel=True, cache=True)
+def _adagrad_cpu_kernel(p, g, total, clr, weight_decay, eps):
+    for i in prange(p.size):
+        new_p, new_total = adagrad_scalar(p[i], g[i], total[i], clr, weight_decay, eps)
+        p[i] = new_p
+        total[i] = new_total
+
+
+@njit(parallel=True, cache=True)
+def _rmsprop_cpu_kernel(
+    p, g, square_avg, grad_avg, buf, lr, alpha, alpha_keep, eps, weight_decay, momentum, centered
+):
+    for i in prange(p.size):
+        new_p, sq, ga, b = rmsprop_scalar(
+            p[i],
+            g[i],
+            square_avg[i],
+            grad_avg[i],
+            buf[i],
+            lr,
+            alpha,
+            alpha_keep,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+        )
+        p[i] = new_p
+        square_avg[i] = sq
+        if centered:
+            grad_avg[i] = ga
+        if momentum > 0:
+            buf[i] = b
+
+
+@njit(parallel=True, cache=True)
+def _adam_cpu_kernel(
+    p,
+    g,
+    m,
+    v,
+    v_max,
+    decay_keep,
+    weight_decay,
+    beta1_keep,
+    beta2,
+    beta2_keep,
+    step_size,
+    bc2_sqrt,
+    eps,
+    amsgrad,
+    decoupled,
+):
+    for i in prange(p.size):
+        new_p, new_m, new_v, new_max = adam_scalar(
+            p[i],
+            g[i],
+            m[i],
+            v[i],
+            v_max[i],
+            decay_keep,
+            weight_decay,
+            beta1_keep,
+            beta2,
+            beta2_keep,
+            step_size,
+            bc2_sqrt,
+            eps,
+            amsgrad,
+            decoupled,
+        )
+        p[i] = new_p
+        m[i] = new_m
+        v[i] = new_v
+        if amsgrad:
+            v_max[i] = new_max
+
+
+# --------------------------------------------------------------------------- CUDA kernels
+
+
+@cuda.jit
+def _sgd_cuda_kernel(p, g, buf, lr, momentum, damp_keep, weight_decay, nesterov, first):
+    i = cuda.grid(1)
+    if i < p.size:
+        new_p, new_buf = sgd_scalar(
+            p[i], g[i], buf[i], lr, momentum, damp_keep, weight_decay, nesterov, first
+        )
+        p[i] = new_p
+        if momentum != 0:
+            buf[i] = new_buf
+
+
+@cuda.jit
+def _adagrad_cuda_kernel(p, g, total, clr, weight_decay, eps):
+    i = cuda.grid(1)
+    if i < p.size:
+        new_p, new_total = adagrad_scalar(p[i], g[i], total[i], clr, weight_decay, eps)
+        p[i] = new_p
+        total[i] = new_total
+
+
+@cuda.jit
+def _rmsprop_cuda_kernel(
+    p, g, square_avg, grad_avg, buf, lr, alpha, alpha_keep, eps, weight_decay, momentum, centered
+):
+    i = cuda.grid(1)
+    if i < p.size:
+        new_p, sq, ga, b = rmsprop_scalar(
+            p[i],
+            g[i],
+            square_avg[i],
+            grad_avg[i],
+            buf[i],
+            lr,
+            alpha,
+            alpha_keep,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+        )
+        p[i] = new_p
+        square_avg[i] = sq
+        if centered:
+            grad_avg[i] = ga
+        if momentum > 0:
+            buf[i] = b
+
+
+@cuda.jit
+def _adam_cuda_kernel(
+    p,
+    g,
+    m,
+    v,
+    v_max,
+    decay_keep,
+    weight_decay,
+    beta1_keep,
+    beta2,
+    beta2_keep,
+    step_size,
+    bc2_sqrt,
+    eps,
+    amsgrad,
+    decoupled,
+):
+    i = cuda.grid(1)
+    if i < p.size:
+        new_p, new_m, new_v, new_max = adam_scalar(
+            p[i],
+            g[i],
+            m[i],
+            v[i],
+            v_max[i],
+            decay_keep,
+            weight_decay,
+            beta1_keep,
+            beta2,
+            beta2_keep,
+            step_size,
+            bc2_sqrt,
+            eps,
+            amsgrad,
+            decoupled,
+        )
+        p[i] = new_p
+        m[i] = new_m
+        v[i] = new_v
+        if amsgrad:
+            v_max[i] = new_max
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def _sgd_scalars(dtype, lr, momentum, dampening, weight_decay, nesterov, first):
+    cast = np.dtype(dtype).type
+    return (
+        cast(lr),
+        cast(momentum),
+        cast(1.0 - dampening),
+        cast(weight_decay),
+        bool(nesterov),
+        bool(first),
+    )
+
+
+def _adagrad_scalars(dtype, lr, lr_decay, weight_decay, eps, step):
+    cast = np.dtype(dtype).type
+    return cast(lr / (1.0 + (step - 1) * lr_decay)), cast(weight_decay), cast(eps)
+
+
+def _rmsprop_scalars(dtype, lr, alpha, eps, weight_decay, momentum, centered):
+    cast = np.dtype(dtype).type
+    return (
+        cast(lr),
+        cast(alpha),
+        cast(1.0 - alpha),
+        cast(eps),
+        cast(weight_decay),
+        cast(momentum),
+        bool(centered),
+    )
+
+
+def _adam_scalars(dtype, lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled):
+    cast = np.dtype(dtype).type
+    step_size = lr / (1.0 - beta1**step)
+    bc2_sqrt = math.sqrt(1.0 - beta2**step)
+    return (
+        cast(1.0 - lr * weight_decay),
+        cast(weight_decay),
+        cast(1.0 - beta1),
+        cast(beta2),
+        cast(1.0 - beta2),
+        cast(step_size),
+        cast(bc2_sqrt),
+        cast(eps),
+        bool(amsgrad),
+        bool(decoupled),
+    )
+
+
+def _flat(*arrays):
+    return tuple(a.reshape(-1) for a in arrays)
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def sgd_cpu(
+    param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov, first
+):
+    """SGD step in place on NumPy arrays.
+
+    Without momentum the buffer slot is neither read nor written, so any array of the
+    parameter's size may fill it; the same holds for the unused slots of RMSprop and Adam.
+    """
+    scalars = _sgd_scalars(param.dtype, lr, momentum, dampening, weight_decay, nesterov, first)
+    _sgd_cpu_kernel(*_flat(param, grad, momentum_buffer), *scalars)
+
+
+def adagrad_cpu(param, grad, state_sum, *, lr, lr_decay, weight_decay, eps, step):
+    """Adagrad step in place on NumPy arrays."""
+    scalars = _adagrad_scalars(param.dtype, lr, lr_decay, weight_decay, eps, step)
+    _adagrad_cpu_kernel(*_flat(param, grad, state_sum), *scalars)
+
+
+def rmsprop_cpu(
+    param,
+    grad,
+    square_avg,
+    grad_avg,
+    momentum_buffer,
+    *,
+    lr,
+    alpha,
+    eps,
+    weight_decay,
+    momentum,
+    centered,
+):
+    """RMSprop step in place on NumPy arrays (unused buffers may be any same-size array)."""
+    scalars = _rmsprop_scalars(param.dtype, lr, alpha, eps, weight_decay, momentum, centered)
+    _rmsprop_cpu_kernel(*_flat(param, grad, square_avg, grad_avg, momentum_buffer), *scalars)
+
+
+def adam_cpu(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    *,
+    lr,
+    beta1,
+    beta2,
+    eps,
+    weight_decay,
+    step,
+    amsgrad,
+    decoupled,
+):
+    """Adam/AdamW step in place on NumPy arrays (``max_exp_avg_sq`` may be any same-size
+    array when ``amsgrad`` is False)."""
+    scalars = _adam_scalars(
+        param.dtype, lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled
+    )
+    _adam_cpu_kernel(*_flat(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq), *scalars)
+
+
+def _launch(kernel, arrays, scalars, stream):
+    flat = _flat(*arrays)
+    blocks = (flat[0].size + _THREADS - 1) // _THREADS
+    if stream is None:
+        kernel[blocks, _THREADS](*flat, *scalars)
+    else:
+        kernel[blocks, _THREADS, stream](*flat, *scalars)
+
+
+def launch_sgd(param, grad, momentum_buffer, *, stream=None, **hyper):
+    """Run the CUDA SGD kernel on any arrays the CUDA target accepts."""
+    _launch(
+        _sgd_cuda_kernel, (param, grad, momentum_buffer), _sgd_scalars(param.dtype, **hyper), stream
+    )
+
+
+def launch_adagrad(param, grad, state_sum, *, stream=None, **hyper):
+    """Run the CUDA Adagrad kernel on any arrays the CUDA target accepts."""
+    _launch(
+        _adagrad_cuda_kernel,
+        (param, grad, state_sum),
+        _adagrad_scalars(param.dtype, **hyper),
+        stream,
+    )
+
+
+def launch_rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, *, stream=None, **hyper):
+    """Run the CUDA RMSprop kernel on any arrays the CUDA target accepts."""
+    _launch(
+        _rmsprop_cuda_kernel,
+        (param, grad, square_avg, grad_avg, momentum_buffer),
+        _rmsprop_scalars(param.dtype, **hyper),
+        stream,
+    )
+
+
+def launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, stream=None, **hyper):
+    """Run the CUDA Adam kernel on any arrays the CUDA target accepts."""
+    _launch(
+        _adam_cuda_kernel,
+        (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq),
+        _adam_scalars(param.dtype, **hyper),
+        stream,
+    )
+
+
+def _cupy_stream():
+    import cupy
+
+    return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+
+
+def sgd_cuda(param, grad, momentum_buffer, **hyper):
+    """SGD step in place on CuPy arrays, on CuPy's current stream."""
+    launch_sgd(param, grad, momentum_buffer, stream=_cupy_stream(), **hyper)
+
+
+def adagrad_cuda(param, grad, state_sum, **hyper):
+    """Adagrad step in place on CuPy arrays, on CuPy's current stream."""
+    launch_adagrad(param, grad, state_sum, stream=_cupy_stream(), **hyper)
+
+
+def rmsprop_cuda(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
+    """RMSprop step in place on CuPy arrays, on CuPy's current stream."""
+    launch_rmsprop(
+        param, grad, square_avg, grad_avg, momentum_buffer, stream=_cupy_stream(), **hyper
+    )
+
+
+def adam_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
+    """Adam/AdamW step in place on CuPy arrays, on CuPy's current stream."""
+    launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, stream=_cupy_stream(), **hyper)
