@@ -23,6 +23,8 @@ nox.options.sessions = ["lint", "tests", "cudasim", "crosscheck"]
 
 CODE = ("gpunet", "kernels", "tests", "examples", "benchmarks", "noxfile.py")
 CUDA_EXTRA = "cuda12"
+# The CPU build of PyTorch, for cross-checks and benchmarks only; gpunet never needs it.
+TORCH = "torch==2.13.0"
 
 
 @nox.session
@@ -53,7 +55,10 @@ def cudasim(session: nox.Session) -> None:
     """The CUDA kernels against the reference ops, simulated on the CPU (tiny shapes)."""
     session.install("-e", ".[test]")
     session.run(
-        "pytest", "-m", "cudasim", *session.posargs,
+        "pytest",
+        "-m",
+        "cudasim",
+        *session.posargs,
         env={"NUMBA_ENABLE_CUDASIM": "1", "GPUNET_BACKEND": "numpy"},
     )
 
@@ -61,14 +66,12 @@ def cudasim(session: nox.Session) -> None:
 @nox.session(venv_backend="virtualenv")
 def crosscheck(session: nox.Session) -> None:
     """Forward and backward against PyTorch on the CPU (pip: it honours local wheel links)."""
-    session.install("-e", ".[test]", "torch")
-    session.run(
-        "pytest", "-m", "crosscheck", *session.posargs, env={"GPUNET_BACKEND": "numpy"}
-    )
+    session.install("-e", ".[test]", TORCH)
+    session.run("pytest", "-m", "crosscheck", *session.posargs, env={"GPUNET_BACKEND": "numpy"})
 
 
 @nox.session(venv_backend="virtualenv")
 def bench(session: nox.Session) -> None:
     """The CPU benchmark suite: gpunet against PyTorch, interleaved rounds, medians."""
-    session.install("-e", ".[test]", "torch")
+    session.install("-e", ".[test]", TORCH)
     session.run("python", "-m", "benchmarks", *session.posargs)

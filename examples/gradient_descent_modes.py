@@ -65,8 +65,13 @@ def train(mode: str, data: tuple, epochs: int) -> dict:
     seconds = time.perf_counter() - start
     logits = gpunet.to_numpy(model(gpunet.asarray(x_test)))
     accuracy = float(np.mean(np.argmax(logits, axis=1) == y_test))
-    return {"per_update": per_update, "per_epoch": per_epoch, "seconds": seconds,
-            "accuracy": accuracy, "updates": len(per_update)}
+    return {
+        "per_update": per_update,
+        "per_epoch": per_epoch,
+        "seconds": seconds,
+        "accuracy": accuracy,
+        "updates": len(per_update),
+    }
 
 
 def plot(results: dict, path: Path) -> None:
@@ -78,11 +83,17 @@ def plot(results: dict, path: Path) -> None:
     fig, (by_update, by_epoch) = plt.subplots(1, 2, figsize=(11, 4))
     for mode, result in results.items():
         label = f"{mode} ({result['seconds']:.1f} s)"
-        by_update.plot(np.arange(1, result["updates"] + 1), result["per_update"], label=label,
-                       alpha=0.8, linewidth=0.8)
+        by_update.plot(
+            np.arange(1, result["updates"] + 1),
+            result["per_update"],
+            label=label,
+            alpha=0.8,
+            linewidth=0.8,
+        )
         by_epoch.plot(np.arange(1, len(result["per_epoch"]) + 1), result["per_epoch"], label=label)
-    by_update.set(xscale="log", yscale="log", xlabel="update", ylabel="training loss",
-                  title="loss per update")
+    by_update.set(
+        xscale="log", yscale="log", xlabel="update", ylabel="training loss", title="loss per update"
+    )
     by_epoch.set(yscale="log", xlabel="epoch", ylabel="mean training loss", title="loss per epoch")
     by_epoch.legend()
     fig.tight_layout()
@@ -102,8 +113,10 @@ def main() -> None:
     print(f"{'mode':<12}{'batch':>7}{'updates':>9}{'seconds':>9}{'final loss':>12}{'test acc':>10}")
     for mode, result in results.items():
         batch = MODES[mode][0] or len(data[0])
-        print(f"{mode:<12}{batch:>7}{result['updates']:>9}{result['seconds']:>9.2f}"
-              f"{result['per_epoch'][-1]:>12.4f}{result['accuracy']:>10.4f}")
+        print(
+            f"{mode:<12}{batch:>7}{result['updates']:>9}{result['seconds']:>9.2f}"
+            f"{result['per_epoch'][-1]:>12.4f}{result['accuracy']:>10.4f}"
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "gradient_descent_modes.png"
     plot(results, path)

@@ -58,8 +58,7 @@ def main() -> None:
     print(" x1  x2 | target | output")
     for (x1, x2), target, output in zip(INPUTS, TARGETS[:, 0], outputs[:, 0], strict=True):
         print(f"  {x1:.0f}   {x2:.0f} |   {target:.0f}    | {output:.4f}")
-    print(f"final loss: {loss:.5f}; solved: {solved(outputs)}; "
-          f"{time.perf_counter() - start:.2f} s")
+    print(f"final loss: {loss:.5f}; solved: {solved(outputs)}; {time.perf_counter() - start:.2f} s")
     if args.seeds > 1:
         wins = sum(solved(train_xor(seed)[0]) for seed in range(args.seeds))
         print(f"solved in {wins} of {args.seeds} seeds")

@@ -270,7 +270,10 @@ def asarray(x: Any, dtype: Any = None) -> Any:
 
 
 def _numpy_dtype(dtype: Any) -> np.dtype:
-    return np.dtype(str(dtype).rsplit(".", 1)[-1])
+    try:
+        return np.dtype(dtype)
+    except TypeError:  # an array-api-strict dtype, printed as "array_api_strict.float32"
+        return np.dtype(str(dtype).rsplit(".", 1)[-1])
 
 
 def to_numpy(x: Any) -> np.ndarray:
@@ -329,8 +332,9 @@ def random_uniform(shape: tuple[int, ...], dtype: Any) -> Any:
             import cupy
 
             _state.device_rng = cupy.random.default_rng(
-                None if device_seed is None else np.random.SeedSequence(device_seed)
-                .generate_state(1)[0]
+                None
+                if device_seed is None
+                else np.random.SeedSequence(device_seed).generate_state(1)[0]
             )
         else:
             _state.device_rng = np.random.default_rng(device_seed)

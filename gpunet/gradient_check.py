@@ -154,8 +154,7 @@ def _compare(probes: dict[str, Probe], eps: float, tolerance: float) -> Gradchec
         analytic, evaluate, base = probe
         if analytic.shape != base.shape:
             raise ValueError(
-                f"gradcheck: gradient of {name} has shape {analytic.shape}, "
-                f"expected {base.shape}"
+                f"gradcheck: gradient of {name} has shape {analytic.shape}, expected {base.shape}"
             )
         values = base.astype(np.float64, copy=True)
         for index in np.ndindex(*values.shape):

@@ -83,9 +83,7 @@ class BinaryCrossEntropy(Loss):
             # max(z, 0) - z t + log(1 + exp(-|z|))
             losses = xp.maximum(pred, 0) - pred * target + xp.log1p(xp.exp(-xp.abs(pred)))
         else:
-            tiny = math.exp(_LOG_FLOOR)
-            log_p = xp.maximum(xp.log(xp.maximum(pred, tiny)), _LOG_FLOOR)
-            log_not_p = xp.maximum(xp.log(xp.maximum(1 - pred, tiny)), _LOG_FLOOR)
+            log_p, log_not_p = _clamped_log(xp, pred), _clamped_log(xp, 1 - pred)
             losses = -(target * log_p + (1 - target) * log_not_p)
         return _mean(xp, losses)
 
@@ -113,9 +111,7 @@ class CrossEntropy(Loss):
 
     def forward(self, pred: Any, target: Any) -> Any:
         if pred.ndim != 2:
-            raise ValueError(
-                f"CrossEntropy: expected logits (N, C), got shape {tuple(pred.shape)}"
-            )
+            raise ValueError(f"CrossEntropy: expected logits (N, C), got shape {tuple(pred.shape)}")
         if target.ndim != 1 or target.shape[0] != pred.shape[0]:
             raise ValueError(
                 f"CrossEntropy: expected integer labels of shape ({pred.shape[0]},), "
@@ -155,6 +151,14 @@ def _one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any) -> Any:
         # A label outside [0, C) matches no class: poison its row so the loss is NaN.
         hot = xp.where(xp.sum(hot, axis=1, keepdims=True) > 0, hot, math.nan)
     return hot
+
+
+def _clamped_log(xp: Any, p: Any) -> Any:
+    """max(log p, -100), with log 0 never evaluated (no warning)."""
+    positive = p > 0
+    return xp.where(
+        positive, xp.maximum(xp.log(xp.where(positive, p, 1.0)), _LOG_FLOOR), _LOG_FLOOR
+    )
 
 
 def _mean(xp: Any, values: Any) -> Any:

@@ -47,9 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if item.get_closest_marker("gpu") and BACKEND != "cupy":
             item.add_marker(pytest.mark.skip(reason="gpu test: run with GPUNET_BACKEND=cupy"))
         if item.get_closest_marker("cudasim") and not cudasim:
-            item.add_marker(
-                pytest.mark.skip(reason="cudasim test: run the nox session 'cudasim'")
-            )
+            item.add_marker(pytest.mark.skip(reason="cudasim test: run the nox session 'cudasim'"))
         if item.get_closest_marker("crosscheck") and not has_torch:
             item.add_marker(
                 pytest.mark.skip(reason="crosscheck test: needs PyTorch (nox session 'crosscheck')")

@@ -50,9 +50,10 @@ def batches(
         raise ValueError(f"batches: batch_size must be None or an int >= 1, got {batch_size!r}")
     elif batch_size < 1:
         raise ValueError(f"batches: batch_size must be None or an int >= 1, got {batch_size}")
-    order = epoch_order(n, shuffle, seed)
+    order = epoch_order(n, shuffle, seed) if shuffle else None
     for start in range(0, n, batch_size):
-        index = order[start : start + batch_size]
+        stop = start + batch_size
+        index = slice(start, stop) if order is None else order[start:stop]
         xb = take_rows(x, index, dtype)
         if y is None:
             yield xb
@@ -60,22 +61,20 @@ def batches(
             yield xb, take_rows(y, index, dtype)
 
 
-def epoch_order(n: int, shuffle: bool, seed: int | None = None) -> np.ndarray | None:
-    """A permutation of ``range(n)`` (None when not shuffling: keep the order)."""
+def epoch_order(n: int, shuffle: bool = True, seed: int | None = None) -> np.ndarray:
+    """The order of one epoch: a permutation of ``range(n)``, or ``range(n)`` itself."""
     if not shuffle:
-        return None
+        return np.arange(n)
     rng = backend.host_rng() if seed is None else np.random.default_rng(seed)
     return rng.permutation(n)
 
 
-def take_rows(data: Any, index: np.ndarray | None, dtype: Any = None) -> Any:
-    """Rows ``index`` (all when None) of ``data`` on the current backend.
+def take_rows(data: Any, index: np.ndarray | slice, dtype: Any = None) -> Any:
+    """Rows ``index`` (an index array or a slice) of ``data`` on the current backend.
 
     Floating data becomes ``dtype`` (default float32); integer data keeps its type.
     """
-    if index is None:
-        rows = data
-    elif isinstance(data, np.ndarray):
+    if isinstance(index, slice) or isinstance(data, np.ndarray):
         rows = data[index]
     else:
         xp = backend.namespace(data)
@@ -102,10 +101,9 @@ def _check_data(x: Any, y: Any) -> int:
             continue
         host = backend.to_numpy(data) if not isinstance(data, np.ndarray) else data
         if host.dtype.kind in "fc" and not np.isfinite(host).all():
-            bad = np.argwhere(~np.isfinite(host))[0]
+            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(host))[0])
             raise ValueError(
-                f"batches: {label} contains NaN or Inf (first at index {tuple(int(i) for i in bad)}, "
-                f"value {host[tuple(bad)]})"
+                f"batches: {label} contains NaN or Inf (first at index {bad}, value {host[bad]})"
             )
     return n
 

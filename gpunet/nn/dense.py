@@ -80,7 +80,4 @@ class Dense(Layer):
         return grad_in if grad_out.ndim == 2 else xp.reshape(grad_in, self._input_shape)
 
     def __repr__(self) -> str:
-        return (
-            f"Dense({self.in_features}, {self.out_features}, bias={self.bias is not None})"
-        )
-
+        return f"Dense({self.in_features}, {self.out_features}, bias={self.bias is not None})"
