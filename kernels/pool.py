@@ -1,0 +1,342 @@
+"""Pooling kernels: max-pool with its argmax, average-pool, forward and backward.
+
+Max-pool records, for every output, the winning tap ``i*kw + j`` of its window (int32,
+the first maximum in row-major tap order, as ``argmax`` over the stacked windows of the
+reference), so the backward pass needs no second look at the input. Padding counts as
+-inf for max-pool and as zeros in the average (PyTorch's ``count_include_pad=True``).
+
+The CPU kernels give one image plane to each parallel task and scatter within it; the
+CUDA kernels use one thread per output element and gather, so neither needs atomics.
+The index arithmetic is shared with the convolution kernels.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import prange
+
+from .conv import cpu_kernel, current_stream, geometry, input_coord, launch, output_coord
+
+_NO_DILATION = (1, 1)
+
+
+# --------------------------------------------------------------------------- CPU kernels
+
+
+@cpu_kernel
+def _max_forward_cpu(x, y, argmax, kh, kw, sh, sw, ph, pw):
+    n_count, c_count, h_count, w_count = x.shape
+    oh_count, ow_count = y.shape[2], y.shape[3]
+    for task in prange(n_count * c_count):
+        n = task // c_count
+        c = task - n * c_count
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                best = -math.inf
+                best_tap = -1
+                for i in range(kh):
+                    ih = input_coord(oh, i, sh, ph, 1)
+                    if ih < 0 or ih >= h_count:
+                        continue
+                    for j in range(kw):
+                        iw = input_coord(ow, j, sw, pw, 1)
+                        if iw < 0 or iw >= w_count:
+                            continue
+                        value = x[n, c, ih, iw]
+                        if best_tap < 0 or value > best:
+                            best = value
+                            best_tap = i * kw + j
+                y[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = best_tap
+
+
+@cpu_kernel
+def _max_backward_cpu(grad, argmax, dx, kw, sh, sw, ph, pw):
+    n_count, c_count, h_count, w_count = dx.shape
+    oh_count, ow_count = grad.shape[2], grad.shape[3]
+    for task in prange(n_count * c_count):
+        n = task // c_count
+        c = task - n * c_count
+        for ih in range(h_count):
+            for iw in range(w_count):
+                dx[n, c, ih, iw] = 0
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                tap = argmax[n, c, oh, ow]
+                ih = input_coord(oh, tap // kw, sh, ph, 1)
+                iw = input_coord(ow, tap % kw, sw, pw, 1)
+                dx[n, c, ih, iw] += grad[n, c, oh, ow]
+
+
+@cpu_kernel
+def _avg_forward_cpu(x, y, kh, kw, sh, sw, ph, pw):
+    n_count, c_count, h_count, w_count = x.shape
+    oh_count, ow_count = y.shape[2], y.shape[3]
+    scale = 1.0 / (kh * kw)
+    for task in prange(n_count * c_count):
+        n = task // c_count
+        c = task - n * c_count
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                total = 0.0
+                for i in range(kh):
+                    ih = input_coord(oh, i, sh, ph, 1)
+                    if ih < 0 or ih >= h_count:
+                        continue
+                    for j in range(kw):
+                        iw = input_coord(ow, j, sw, pw, 1)
+                        if 0 <= iw < w_count:
+                            total += x[n, c, ih, iw]
+                y[n, c, oh, ow] = total * scale
+
+
+@cpu_kernel
+def _avg_backward_cpu(grad, dx, kh, kw, sh, sw, ph, pw):
+    n_count, c_count, h_count, w_count = dx.shape
+    oh_count, ow_count = grad.shape[2], grad.shape[3]
+    scale = 1.0 / (kh * kw)
+    for task in prange(n_count * c_count):
+        n = task // c_count
+        c = task - n * c_count
+        for ih in range(h_count):
+            for iw in range(w_count):
+                dx[n, c, ih, iw] = 0
+        for oh in range(oh_count):
+            for ow in range(ow_count):
+                share = grad[n, c, oh, ow] * scale
+                for i in range(kh):
+                    ih = input_coord(oh, i, sh, ph, 1)
+                    if ih < 0 or ih >= h_count:
+                        continue
+                    for j in range(kw):
+                        iw = input_coord(ow, j, sw, pw, 1)
+                        if 0 <= iw < w_count:
+                            dx[n, c, ih, iw] += share
+
+
+# --------------------------------------------------------------------------- CPU API
+
+
+def _output_shape(x_shape, kernel_size, stride, padding):
+    oh, ow = geometry(x_shape, kernel_size, stride, padding, _NO_DILATION)
+    return (x_shape[0], x_shape[1], oh, ow)
+
+
+def max_pool2d_forward_cpu(x, kernel_size, stride, padding):
+    """Max over each window: ``(y, argmax)``, argmax the int32 tap ``i*kw + j``."""
+    shape = _output_shape(x.shape, kernel_size, stride, padding)
+    y = np.empty(shape, dtype=x.dtype)
+    argmax = np.empty(shape, dtype=np.int32)
+    _max_forward_cpu(np.ascontiguousarray(x), y, argmax, *kernel_size, *stride, *padding)
+    return y, argmax
+
+
+def max_pool2d_backward_cpu(grad, argmax, x_shape, kernel_size, stride, padding):
+    """The input gradient of max-pool: each output's gradient goes to its argmax."""
+    dx = np.empty(tuple(x_shape), dtype=grad.dtype)
+    _max_backward_cpu(np.ascontiguousarray(grad), argmax, dx, kernel_size[1], *stride, *padding)
+    return dx
+
+
+def avg_pool2d_forward_cpu(x, kernel_size, stride, padding):
+    """Mean over each window, padded zeros included."""
+    y = np.empty(_output_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
+    _avg_forward_cpu(np.ascontiguousarray(x), y, *kernel_size, *stride, *padding)
+    return y
+
+
+def avg_pool2d_backward_cpu(grad, x_shape, kernel_size, stride, padding):
+    """The input gradient of average-pool."""
+    dx = np.empty(tuple(x_shape), dtype=grad.dtype)
+    _avg_backward_cpu(np.ascontiguousarray(grad), dx, *kernel_size, *stride, *padding)
+    return dx
+
+
+# --------------------------------------------------------------------------- CUDA
+
+
+@functools.cache
+def cuda_kernels():
+    """The CUDA pooling kernels, compiled on first use."""
+    from numba import cuda
+
+    @cuda.jit
+    def max_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
+        index = cuda.grid(1)
+        n_count, c_count, oh_count, ow_count = y.shape
+        if index >= n_count * c_count * oh_count * ow_count:
+            return
+        ow = index % ow_count
+        oh = (index // ow_count) % oh_count
+        c = (index // (ow_count * oh_count)) % c_count
+        n = index // (ow_count * oh_count * c_count)
+        best = -math.inf
+        best_tap = -1
+        for i in range(kh):
+            ih = input_coord(oh, i, sh, ph, 1)
+            if ih < 0 or ih >= x.shape[2]:
+                continue
+            for j in range(kw):
+                iw = input_coord(ow, j, sw, pw, 1)
+                if iw < 0 or iw >= x.shape[3]:
+                    continue
+                value = x[n, c, ih, iw]
+                if best_tap < 0 or value > best:
+                    best = value
+                    best_tap = i * kw + j
+        y[n, c, oh, ow] = best
+        argmax[n, c, oh, ow] = best_tap
+
+    @cuda.jit
+    def max_backward(grad, argmax, dx, kh, kw, sh, sw, ph, pw):
+        index = cuda.grid(1)
+        n_count, c_count, h_count, w_count = dx.shape
+        if index >= n_count * c_count * h_count * w_count:
+            return
+        iw = index % w_count
+        ih = (index // w_count) % h_count
+        c = (index // (w_count * h_count)) % c_count
+        n = index // (w_count * h_count * c_count)
+        total = 0.0
+        for i in range(kh):
+            oh = output_coord(ih, i, sh, ph, 1, grad.shape[2])
+            if oh < 0:
+                continue
+            for j in range(kw):
+                ow = output_coord(iw, j, sw, pw, 1, grad.shape[3])
+                if ow >= 0 and argmax[n, c, oh, ow] == i * kw + j:
+                    total += grad[n, c, oh, ow]
+        dx[n, c, ih, iw] = total
+
+    @cuda.jit
+    def avg_forward(x, y, kh, kw, sh, sw, ph, pw):
+        index = cuda.grid(1)
+        n_count, c_count, oh_count, ow_count = y.shape
+        if index >= n_count * c_count * oh_count * ow_count:
+            return
+        ow = index % ow_count
+        oh = (index // ow_count) % oh_count
+        c = (index // (ow_count * oh_count)) % c_count
+        n = index // (ow_count * oh_count * c_count)
+        total = 0.0
+        for i in range(kh):
+            ih = input_coord(oh, i, sh, ph, 1)
+            if ih < 0 or ih >= x.shape[2]:
+                continue
+            for j in range(kw):
+                iw = input_coord(ow, j, sw, pw, 1)
+                if 0 <= iw < x.shape[3]:
+                    total += x[n, c, ih, iw]
+        y[n, c, oh, ow] = total / (kh * kw)
+
+    @cuda.jit
+    def avg_backward(grad, dx, kh, kw, sh, sw, ph, pw):
+        index = cuda.grid(1)
+        n_count, c_count, h_count, w_count = dx.shape
+        if index >= n_count * c_count * h_count * w_count:
+            return
+        iw = index % w_count
+        ih = (index // w_count) % h_count
+        c = (index // (w_count * h_count)) % c_count
+        n = index // (w_count * h_count * c_count)
+        total = 0.0
+        for i in range(kh):
+            oh = output_coord(ih, i, sh, ph, 1, grad.shape[2])
+            if oh < 0:
+                continue
+            for j in range(kw):
+                ow = output_coord(iw, j, sw, pw, 1, grad.shape[3])
+                if ow >= 0:
+                    total += grad[n, c, oh, ow]
+        dx[n, c, ih, iw] = total / (kh * kw)
+
+    return {
+        "max_forward": max_forward,
+        "max_backward": max_backward,
+        "avg_forward": avg_forward,
+        "avg_backward": avg_backward,
+    }
+
+
+def launch_pool(name, size, *args, stream=0):
+    """Run pooling kernel ``name`` over ``size`` threads (NumPy arrays under cudasim)."""
+    launch(name, size, *args, stream=stream, kernels=cuda_kernels())
+
+
+def max_pool2d_forward_cuda(x, kernel_size, stride, padding):
+    """CUDA max-pool forward on CuPy arrays (see ``max_pool2d_forward_cpu``)."""
+    import cupy
+
+    shape = _output_shape(x.shape, kernel_size, stride, padding)
+    y = cupy.empty(shape, dtype=x.dtype)
+    argmax = cupy.empty(shape, dtype=cupy.int32)
+    launch_pool(
+        "max_forward",
+        y.size,
+        cupy.ascontiguousarray(x),
+        y,
+        argmax,
+        *kernel_size,
+        *stride,
+        *padding,
+        stream=current_stream(),
+    )
+    return y, argmax
+
+
+def max_pool2d_backward_cuda(grad, argmax, x_shape, kernel_size, stride, padding):
+    """CUDA max-pool backward on CuPy arrays."""
+    import cupy
+
+    dx = cupy.empty(tuple(x_shape), dtype=grad.dtype)
+    launch_pool(
+        "max_backward",
+        dx.size,
+        cupy.ascontiguousarray(grad),
+        argmax,
+        dx,
+        *kernel_size,
+        *stride,
+        *padding,
+        stream=current_stream(),
+    )
+    return dx
+
+
+def avg_pool2d_forward_cuda(x, kernel_size, stride, padding):
+    """CUDA average-pool forward on CuPy arrays."""
+    import cupy
+
+    y = cupy.empty(_output_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
+    launch_pool(
+        "avg_forward",
+        y.size,
+        cupy.ascontiguousarray(x),
+        y,
+        *kernel_size,
+        *stride,
+        *padding,
+        stream=current_stream(),
+    )
+    return y
+
+
+def avg_pool2d_backward_cuda(grad, x_shape, kernel_size, stride, padding):
+    """CUDA average-pool backward on CuPy arrays."""
+    import cupy
+
+    dx = cupy.empty(tuple(x_shape), dtype=grad.dtype)
+    launch_pool(
+        "avg_backward",
+        dx.size,
+        cupy.ascontiguousarray(grad),
+        dx,
+        *kernel_size,
+        *stride,
+        *padding,
+        stream=current_stream(),
+    )
+    return dx
