@@ -10,15 +10,26 @@ from gpunet.nn.activations import (
     Softsign,
     Tanh,
 )
+from gpunet.nn.batchnorm import BatchNorm1D, BatchNorm2D
+from gpunet.nn.conv import Conv2D
 from gpunet.nn.dense import Dense
 from gpunet.nn.layer import Layer, Sequential
 from gpunet.nn.parameter import Parameter
+from gpunet.nn.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from gpunet.nn.reshape import Flatten
 
 __all__ = [
     "Activation",
+    "AvgPool2D",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "Conv2D",
     "Dense",
+    "Flatten",
+    "GlobalAvgPool2D",
     "Layer",
     "LeakyReLU",
+    "MaxPool2D",
     "Parameter",
     "ReLU",
     "Sequential",
