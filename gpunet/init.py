@@ -56,6 +56,11 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"calculate_gain: unknown nonlinearity {nonlinearity!r}")
 
 
+def _check_shape(shape: Shape, name: str) -> None:
+    if not all(isinstance(d, int | np.integer) and d >= 0 for d in shape):
+        raise ValueError(f"{name}: shape must be a tuple of ints >= 0, got {shape!r}")
+
+
 def _to_backend(values: np.ndarray, dtype: Any) -> Any:
     return backend.asarray(values, dtype=dtype if dtype is not None else backend.DEFAULT_FLOAT)
 
@@ -77,11 +82,17 @@ def constant(shape: Shape, *, value: float = 0.0, dtype: Any = None) -> Any:
 
 def uniform(shape: Shape, *, low: float = 0.0, high: float = 1.0, dtype: Any = None) -> Any:
     """U(low, high)."""
+    _check_shape(shape, "uniform")
+    if not low <= high:
+        raise ValueError(f"uniform: expected low <= high, got low={low} and high={high}")
     return _to_backend(backend.host_rng().uniform(low, high, size=shape), dtype)
 
 
 def normal(shape: Shape, *, mean: float = 0.0, std: float = 1.0, dtype: Any = None) -> Any:
     """N(mean, std**2)."""
+    _check_shape(shape, "normal")
+    if not std >= 0:
+        raise ValueError(f"normal: std must be >= 0, got {std}")
     return _to_backend(backend.host_rng().normal(mean, std, size=shape), dtype)
 
 
@@ -148,6 +159,32 @@ def orthogonal(shape: Shape, *, gain: float = 1.0, dtype: Any = None) -> Any:
     if rows < cols:
         q = q.T
     return _to_backend(gain * q.reshape(shape), dtype)
+
+
+def per_gate(
+    init: str | Callable[..., Any], shape: Shape, gates: int, *, dtype: Any = None, **options: Any
+) -> Any:
+    """A recurrent weight ``(rows, gates * hidden)`` made of ``gates`` blocks, each its own.
+
+    Each gate block ``(rows, hidden)`` is drawn by ``init`` separately, so its fans are
+    ``(rows, hidden)`` rather than ``(rows, gates * hidden)`` and an orthogonal init gives
+    an orthogonal block per gate (as Keras does for LSTM and GRU kernels).
+
+    Args:
+        init: an initialiser name or function.
+        shape: ``(rows, gates * hidden)``.
+        gates: the number of gate blocks (4 for LSTM, 3 for GRU, 1 for a simple RNN).
+        dtype: array dtype (default float32).
+        **options: passed to the initialiser (``gain=...``).
+    """
+    if len(shape) != 2 or gates < 1 or shape[1] % gates != 0:
+        raise ValueError(
+            f"per_gate: expected shape (rows, gates * hidden) with {gates} gates, got {shape}"
+        )
+    make = get(init, layer="per_gate")
+    hidden = shape[1] // gates
+    blocks = [make((shape[0], hidden), dtype=dtype, **options) for _ in range(gates)]
+    return backend.namespace(*blocks).concat(blocks, axis=1)
 
 
 INITIALIZERS: dict[str, Callable[..., Any]] = {

@@ -13,6 +13,7 @@ from gpunet.nn.activations import (
 from gpunet.nn.batchnorm import BatchNorm1D, BatchNorm2D
 from gpunet.nn.conv import Conv2D
 from gpunet.nn.dense import Dense
+from gpunet.nn.dropout import Dropout
 from gpunet.nn.layer import Layer, Sequential
 from gpunet.nn.parameter import Parameter
 from gpunet.nn.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
@@ -25,6 +26,7 @@ __all__ = [
     "BatchNorm2D",
     "Conv2D",
     "Dense",
+    "Dropout",
     "Flatten",
     "GlobalAvgPool2D",
     "Layer",
