@@ -15,7 +15,8 @@ class Callback:
 
     Attributes set by ``fit`` before ``on_train_begin``: ``model``, ``optimizer``,
     ``trainer`` (the object running the loop; ``trainer.stop_training = True`` ends
-    training after the current epoch).
+    training after the current epoch, or after the current batch when set in
+    ``on_batch_end``).
     """
 
     model: Any = None
