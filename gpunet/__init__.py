@@ -10,14 +10,17 @@ The backend is chosen by ``GPUNET_BACKEND`` (numpy, cupy, array_api_strict, auto
 ``gpunet.backend``.
 """
 
-from gpunet import backend, data, init, losses, nn, optim, regularizers
+from gpunet import backend, data, init, losses, nn, optim, plot, regularizers
 from gpunet.backend import asarray, seed, to_numpy
 from gpunet.gradient_check import GradcheckResult, gradcheck
+from gpunet.io import load, save
+from gpunet.training import History, evaluate, fit, predict
 
 __version__ = "0.1.0"
 
 __all__ = [
     "GradcheckResult",
+    "History",
     "__version__",
     "asarray",
     "backend",
@@ -30,4 +33,10 @@ __all__ = [
     "regularizers",
     "seed",
     "to_numpy",
+    "evaluate",
+    "fit",
+    "load",
+    "plot",
+    "predict",
+    "save",
 ]
