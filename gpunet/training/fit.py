@@ -145,7 +145,7 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 32) -> Any:
     model.eval()
     try:
         outputs = [
-            model(take_rows(x, slice(start, start + step), dtype)) for start in range(0, n, step)
+            model(_rows(x, start, min(start + step, n), dtype)) for start in range(0, n, step)
         ]
     finally:
         model.train(was_training)
@@ -275,9 +275,11 @@ class Trainer:
         model.train()
         for batch, start in enumerate(range(0, count, step)):
             stop = min(start + step, count)
-            # Slices, not copies, when the order is kept.
-            index = slice(start, stop) if order is None else order[start:stop]
-            xb, yb = take_rows(x, index, self.dtype), take_rows(y, index, self.dtype)
+            if order is None:
+                xb, yb = _rows(x, start, stop, self.dtype), _rows(y, start, stop, self.dtype)
+            else:
+                index = order[start:stop]
+                xb, yb = take_rows(x, index, self.dtype), take_rows(y, index, self.dtype)
             if self.augment is not None:
                 xb = self.augment(xb)
             optimizer.zero_grad()
@@ -320,8 +322,7 @@ class Trainer:
         try:
             for start in range(0, n, step):
                 stop = min(start + step, n)
-                index = slice(start, stop)
-                xb, yb = take_rows(x, index, self.dtype), take_rows(y, index, self.dtype)
+                xb, yb = _rows(x, start, stop, self.dtype), _rows(y, start, stop, self.dtype)
                 pred = model(xb)
                 totals["loss"] = totals["loss"] + loss_fn(pred, yb) * (stop - start)
                 for name, metric in self.metrics.items():
@@ -401,7 +402,8 @@ def _split_validation(
             f"{n - n_val} for training and {n_val} for validation; both must be >= 1"
         )
     cut = n - n_val
-    return x[:cut], y[:cut], (x[cut:], y[cut:])
+    # The trailing ellipsis: array-API indexing must name every axis it does not slice.
+    return x[:cut, ...], y[:cut, ...], (x[cut:, ...], y[cut:, ...])
 
 
 def _labelled(validation_data: tuple[Any, Any] | None) -> list[tuple[str, Any]]:
@@ -418,6 +420,14 @@ def _check_finite(caller: str, label: str, data: Any) -> None:
     xp = backend.namespace(data)
     if xp.isdtype(data.dtype, "real floating") and not bool(xp.all(xp.isfinite(data))):
         raise ValueError(f"{caller}: {label} contains NaN or Inf")
+
+
+def _rows(data: Any, start: int, stop: int, dtype: Any) -> Any:
+    """Rows ``start:stop`` of ``data`` on the device, in ``dtype`` if floating."""
+    if isinstance(data, np.ndarray):
+        return take_rows(data, slice(start, stop), dtype)  # a view, then one transfer
+    # On the device a gather: a plain slice of an n-d array is not array-API indexing.
+    return take_rows(data, np.arange(start, stop), dtype)
 
 
 def _model_dtype(model: Any) -> Any:
