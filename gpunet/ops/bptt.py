@@ -1,0 +1,250 @@
+"""Backpropagation through time: a recurrent cell run over a whole sequence and back.
+
+The input projection of every step, ``xw = x @ weight_ih``, is computed by the caller in
+ONE GEMM over all steps and arrives time-major, (T, N, G*H); the biases are added by the
+cell's pointwise pass. Each forward step
+is then one GEMM ``h_prev @ weight_hh`` plus the cell's pointwise math
+(``gpunet.ops.recurrent``); each backward step is the pointwise backward plus one GEMM
+``d_hw @ weight_hh.T``. The gradient of ``weight_hh`` is ONE GEMM over all steps at the
+end, ``H_prev^T @ d_hw`` with ``H_prev`` the (T*N, H) stack of the states fed to the
+steps.
+
+Where a fused kernel exists (NumPy, CuPy) the loops write into preallocated (T+1, N, H)
+state buffers and (T, N, ...) gate buffers, one kernel call per step. Otherwise (and
+with ``GPUNET_KERNELS=0``) the steps run the pure array-API reference and the results
+are stacked; both paths give the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gpunet import backend
+from gpunet.backend import namespace
+from gpunet.ops import recurrent as cells
+
+
+@dataclass
+class SequenceCache:
+    """What a forward pass over a sequence keeps for its backward pass.
+
+    Attributes:
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        relu: the RNN's nonlinearity is ReLU (else tanh).
+        states: (T+1, N, H) the hidden states h_0 ... h_T.
+        cells: (T+1, N, H) the LSTM cell states c_0 ... c_T (None for RNN and GRU).
+        saved: (T, N, 4H) LSTM gates or GRU (r, z, n, hw_n + b_hn) (None for RNN).
+    """
+
+    cell: str
+    relu: bool
+    states: Any
+    cells: Any
+    saved: Any
+
+
+@dataclass
+class SequenceGradients:
+    """The gradients a backward pass over a sequence produces.
+
+    Attributes:
+        xw: (T, N, G*H) gradient of the input projections; the caller turns it into the
+            gradients of ``weight_ih`` (``X^T @ xw``, one GEMM) and of the input.
+        weight_hh: (H, G*H).
+        b_ih, b_hh: (G*H,) the bias gradients (the same array for RNN and LSTM).
+        h0: (N, H) gradient of the initial hidden state.
+        c0: (N, H) gradient of the initial cell state (LSTM), else None.
+    """
+
+    xw: Any
+    weight_hh: Any
+    b_ih: Any
+    b_hh: Any
+    h0: Any
+    c0: Any
+
+
+def sequence_forward(
+    cell: str,
+    xw: Any,
+    weight_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    h0: Any,
+    c0: Any = None,
+    relu: bool = False,
+) -> SequenceCache:
+    """Run a cell over all time steps.
+
+    Args:
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        xw: (T, N, G*H) input projections, ``x_t @ weight_ih`` for every t.
+        weight_hh: (H, G*H).
+        b_ih, b_hh: (G*H,) the biases (zeros for a layer without bias).
+        h0: (N, H) initial hidden state.
+        c0: (N, H) initial cell state (LSTM only).
+        relu: ReLU instead of tanh (RNN only; default False).
+
+    Returns:
+        A ``SequenceCache``; ``cache.states[1:]`` are the outputs h_1 ... h_T.
+    """
+    xp = namespace(xw, weight_hh, h0)
+    kernel = backend.kernel(f"{cell}_cell_forward", xp)
+    if kernel is None:
+        return _forward_reference(cell, xw, weight_hh, b_ih, b_hh, h0, c0, relu)
+    steps, n_batch, width = xw.shape
+    hidden = weight_hh.shape[0]
+    states = xp.empty((steps + 1, n_batch, hidden), dtype=xw.dtype)
+    states[0, ...] = h0
+    cell_states, saved = None, None
+    if cell == "lstm":
+        cell_states = xp.empty((steps + 1, n_batch, hidden), dtype=xw.dtype)
+        cell_states[0, ...] = c0
+    if cell != "rnn":
+        saved = xp.empty((steps, n_batch, 4 * hidden), dtype=xw.dtype)
+    for t in range(steps):
+        hw = states[t] @ weight_hh
+        if cell == "rnn":
+            kernel(xw[t], hw, b_ih, b_hh, states[t + 1], relu)
+        elif cell == "lstm":
+            kernel(
+                xw[t], hw, b_ih, b_hh, cell_states[t], states[t + 1], cell_states[t + 1], saved[t]
+            )
+        else:
+            kernel(xw[t], hw, b_ih, b_hh, states[t], states[t + 1], saved[t])
+    return SequenceCache(cell, relu, states, cell_states, saved)
+
+
+def _forward_reference(cell, xw, weight_hh, b_ih, b_hh, h0, c0, relu) -> SequenceCache:
+    xp = namespace(xw, weight_hh, h0)
+    states, cell_states, saved = [h0], [c0], []
+    for t in range(xw.shape[0]):
+        hw = states[-1] @ weight_hh
+        if cell == "rnn":
+            states.append(cells.rnn_cell_forward_reference(xw[t, ...], hw, b_ih, b_hh, relu))
+            continue
+        if cell == "lstm":
+            h, c, kept = cells.lstm_cell_forward_reference(
+                xw[t, ...], hw, b_ih, b_hh, cell_states[-1]
+            )
+            cell_states.append(c)
+        else:
+            h, kept = cells.gru_cell_forward_reference(xw[t, ...], hw, b_ih, b_hh, states[-1])
+        states.append(h)
+        saved.append(kept)
+    return SequenceCache(
+        cell,
+        relu,
+        xp.stack(states),
+        xp.stack(cell_states) if cell == "lstm" else None,
+        xp.stack(saved) if saved else None,
+    )
+
+
+def sequence_backward(
+    cache: SequenceCache,
+    weight_hh: Any,
+    grad_states: Any = None,
+    grad_h_last: Any = None,
+    grad_c_last: Any = None,
+) -> SequenceGradients:
+    """Backpropagate through every step of a ``sequence_forward``.
+
+    Args:
+        cache: what the forward pass returned.
+        weight_hh: (H, G*H), the weight the forward pass used.
+        grad_states: (T, N, H) loss gradients of the outputs h_1 ... h_T, or None.
+        grad_h_last: (N, H) extra gradient of h_T (a returned state), or None.
+        grad_c_last: (N, H) gradient of c_T (LSTM), or None.
+
+    Returns:
+        The ``SequenceGradients``.
+    """
+    states = cache.states
+    xp = namespace(states, weight_hh)
+    steps, n_batch, hidden = states.shape[0] - 1, states.shape[1], states.shape[2]
+    zeros = xp.zeros((n_batch, hidden), dtype=states.dtype)
+    dh_rec = zeros if grad_h_last is None else grad_h_last
+    carry = None
+    if cache.cell == "lstm":
+        carry = zeros if grad_c_last is None else grad_c_last
+    elif cache.cell == "gru":
+        carry = zeros
+    kernel = backend.kernel(f"{cache.cell}_cell_backward", xp)
+    if kernel is None:
+        d_xw, d_hw, grad_h0, carry = _backward_reference(
+            cache, weight_hh, grad_states, dh_rec, carry, zeros
+        )
+    else:
+        d_xw, d_hw, grad_h0, carry = _backward_fused(
+            kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros
+        )
+    width = d_hw.shape[2]
+    previous = xp.reshape(states[:-1, ...], (steps * n_batch, hidden))
+    grad_weight_hh = previous.T @ xp.reshape(d_hw, (steps * n_batch, width))
+    grad_b_hh = xp.sum(d_hw, axis=(0, 1))
+    grad_b_ih = grad_b_hh if d_hw is d_xw else xp.sum(d_xw, axis=(0, 1))
+    if cache.cell == "gru":
+        grad_h0 = grad_h0 + carry
+    grad_c0 = carry if cache.cell == "lstm" else None
+    return SequenceGradients(d_xw, grad_weight_hh, grad_b_ih, grad_b_hh, grad_h0, grad_c0)
+
+
+def _backward_fused(kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros) -> tuple:
+    xp = namespace(cache.states, weight_hh)
+    states, steps = cache.states, cache.states.shape[0] - 1
+    width = weight_hh.shape[1]
+    shape = (steps, states.shape[1], width)
+    d_xw = xp.empty(shape, dtype=states.dtype)
+    d_hw = d_xw if cache.cell != "gru" else xp.empty(shape, dtype=states.dtype)
+    if carry is not None:
+        carry = xp.asarray(carry, copy=True)  # the kernels overwrite it step by step
+    if grad_states is not None:
+        grad_states = _contiguous(grad_states)
+    weight_t = weight_hh.T
+    for t in range(steps - 1, -1, -1):
+        grad_h = zeros if grad_states is None else grad_states[t]
+        if cache.cell == "rnn":
+            kernel(grad_h, dh_rec, states[t + 1], d_xw[t], cache.relu)
+        elif cache.cell == "lstm":
+            cs = cache.cells
+            kernel(grad_h, dh_rec, carry, cs[t], cs[t + 1], cache.saved[t], d_xw[t])
+        else:
+            kernel(grad_h, dh_rec, carry, states[t], cache.saved[t], d_xw[t], d_hw[t])
+        dh_rec = d_hw[t] @ weight_t
+    return d_xw, d_hw, dh_rec, carry
+
+
+def _backward_reference(cache, weight_hh, grad_states, dh_rec, carry, zeros) -> tuple:
+    xp = namespace(cache.states, weight_hh)
+    states, steps = cache.states, cache.states.shape[0] - 1
+    d_xws, d_hws = [], []
+    weight_t = weight_hh.T
+    for t in range(steps - 1, -1, -1):
+        grad_h = zeros if grad_states is None else grad_states[t, ...]
+        if cache.cell == "rnn":
+            d_xw = cells.rnn_cell_backward_reference(grad_h, dh_rec, states[t + 1, ...], cache.relu)
+            d_hw = d_xw
+        elif cache.cell == "lstm":
+            cs = cache.cells
+            d_xw, carry = cells.lstm_cell_backward_reference(
+                grad_h, dh_rec, carry, cs[t, ...], cs[t + 1, ...], cache.saved[t, ...]
+            )
+            d_hw = d_xw
+        else:
+            d_xw, d_hw, carry = cells.gru_cell_backward_reference(
+                grad_h, dh_rec, carry, states[t, ...], cache.saved[t, ...]
+            )
+        d_xws.append(d_xw)
+        d_hws.append(d_hw)
+        dh_rec = d_hw @ weight_t
+    d_xw = xp.stack(d_xws[::-1])
+    d_hw = d_xw if cache.cell != "gru" else xp.stack(d_hws[::-1])
+    return d_xw, d_hw, dh_rec, carry
+
+
+def _contiguous(x: Any) -> Any:
+    """A C-contiguous version of x (flattening forces the copy only where needed)."""
+    xp = namespace(x)
+    return xp.reshape(xp.reshape(x, (-1,)), x.shape)

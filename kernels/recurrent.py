@@ -1,0 +1,472 @@
+"""Fused recurrent cells: the pointwise math of one time step in one pass.
+
+A recurrent step is one GEMM ``h_prev @ weight_hh`` (done by the array library) followed
+by the gate nonlinearities, cell update and new hidden state, which this module fuses
+into one kernel that reads each input once and writes each output once. Backward is the
+mirror image: one kernel per step turns the gradient arriving at ``h_t`` (and ``c_t``)
+into the gradients of the gate pre-activations, which the caller feeds to GEMMs.
+
+The math of one element is written once, as ``@njit(inline="always")`` scalar helpers
+returning tuples, and called from a CPU kernel (``@njit(parallel=True, cache=True)``,
+prange over batch x hidden) and a CUDA kernel (``@cuda.jit``, one thread per element).
+``gpunet/ops/recurrent.py`` holds the pure array-API reference of the same math, which
+is the test oracle.
+
+Arguments of every kernel (all C-contiguous, one float dtype; ``H`` hidden units, ``G``
+gates: RNN 1, LSTM 4 in the order i, f, g, o, GRU 3 in the order r, z, n):
+
+* forward: ``xw`` (N, G*H) the input projection ``x_t @ weight_ih``, ``hw`` (N, G*H)
+  the recurrent projection ``h_prev @ weight_hh``, the biases ``b_ih`` and ``b_hh``
+  (G*H,), the previous state, then the outputs. LSTM saves its activated gates
+  (N, 4H); GRU saves r, z, n and ``h_prev @ W_hn + b_hn`` (N, 4H), which its backward
+  needs.
+* backward: ``grad_h`` (N, H) the gradient of the loss with respect to ``h_t`` from the
+  layer's output, ``dh_rec`` (N, H) the gradient arriving through the next step's GEMM,
+  what the forward saved, then the outputs. LSTM's ``dc`` and GRU's ``carry`` (the
+  direct path ``h_prev -> h_t``) are read and overwritten in place with the gradient
+  for the previous step.
+
+``<op>_cpu`` take NumPy arrays, ``<op>_cuda`` CuPy arrays (launched on CuPy's current
+stream); ``launch_<op>`` run the CUDA kernel on any arrays the CUDA target accepts, so
+the simulator can test it on NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import cuda, njit, prange
+
+_THREADS = 256
+# Steps with fewer (batch x hidden) elements than this run single-threaded.
+_PARALLEL_MIN = 4096
+
+OPS = (
+    "rnn_cell_forward",
+    "rnn_cell_backward",
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "gru_cell_forward",
+    "gru_cell_backward",
+)
+
+
+# --------------------------------------------------------------------------- scalar math
+
+
+@njit(inline="always")
+def sigmoid_scalar(x):
+    """1 / (1 + exp(-x)), from exp(-|x|) so that it never overflows."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+@njit(inline="always")
+def rnn_forward_point(pre, relu):
+    """h = tanh(pre) or max(pre, 0)."""
+    if relu:
+        return max(pre, 0.0)
+    return math.tanh(pre)
+
+
+@njit(inline="always")
+def rnn_backward_point(dh, h, relu):
+    """d pre from d h, using the output h only."""
+    if relu:
+        return dh if h > 0 else 0.0 * dh
+    return dh * (1.0 - h * h)
+
+
+@njit(inline="always")
+def lstm_forward_point(pre_i, pre_f, pre_g, pre_o, c_prev):
+    """Returns (i, f, g, o, c, h): c = f c_prev + i g, h = o tanh(c)."""
+    i = sigmoid_scalar(pre_i)
+    f = sigmoid_scalar(pre_f)
+    g = math.tanh(pre_g)
+    o = sigmoid_scalar(pre_o)
+    c = f * c_prev + i * g
+    return i, f, g, o, c, o * math.tanh(c)
+
+
+@njit(inline="always")
+def lstm_backward_point(dh, dc, c_prev, c, i, f, g, o):
+    """Returns (d pre_i, d pre_f, d pre_g, d pre_o, d c_prev)."""
+    tanh_c = math.tanh(c)
+    dc_total = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    d_i = dc_total * g * i * (1.0 - i)
+    d_f = dc_total * c_prev * f * (1.0 - f)
+    d_g = dc_total * i * (1.0 - g * g)
+    d_o = dh * tanh_c * o * (1.0 - o)
+    return d_i, d_f, d_g, d_o, dc_total * f
+
+
+@njit(inline="always")
+def gru_forward_point(pre_r, pre_z, x_n, h_n, h_prev):
+    """Returns (r, z, n, h): n = tanh(x_n + r h_n), h = (1 - z) n + z h_prev."""
+    r = sigmoid_scalar(pre_r)
+    z = sigmoid_scalar(pre_z)
+    n = math.tanh(x_n + r * h_n)
+    return r, z, n, (1.0 - z) * n + z * h_prev
+
+
+@njit(inline="always")
+def gru_backward_point(dh, h_prev, r, z, n, h_n):
+    """Returns (d pre_r, d pre_z, d x_n, d h_n, d h_prev through the z path)."""
+    d_n = dh * (1.0 - z) * (1.0 - n * n)
+    d_z = dh * (h_prev - n) * z * (1.0 - z)
+    d_r = d_n * h_n * r * (1.0 - r)
+    return d_r, d_z, d_n, d_n * r, dh * z
+
+
+# --------------------------------------------------------------------------- CPU kernels
+
+
+@njit(parallel=True, cache=True)
+def _rnn_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_out, relu):
+    n_batch, hidden = h_out.shape
+    for k in prange(n_batch * hidden):
+        n, j = k // hidden, k % hidden
+        h_out[n, j] = rnn_forward_point(xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j], relu)
+
+
+@njit(parallel=True, cache=True)
+def _rnn_backward_cpu_kernel(grad_h, dh_rec, h, d_pre, relu):
+    n_batch, hidden = h.shape
+    for k in prange(n_batch * hidden):
+        n, j = k // hidden, k % hidden
+        d_pre[n, j] = rnn_backward_point(grad_h[n, j] + dh_rec[n, j], h[n, j], relu)
+
+
+@njit(parallel=True, cache=True)
+def _lstm_forward_cpu_kernel(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
+    n_batch, hidden = c_prev.shape
+    for k in prange(n_batch * hidden):
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        i, f, g, o, c, h = lstm_forward_point(
+            xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j],
+            xw[n, j1] + b_ih[j1] + hw[n, j1] + b_hh[j1],
+            xw[n, j2] + b_ih[j2] + hw[n, j2] + b_hh[j2],
+            xw[n, j3] + b_ih[j3] + hw[n, j3] + b_hh[j3],
+            c_prev[n, j],
+        )
+        gates[n, j] = i
+        gates[n, j1] = f
+        gates[n, j2] = g
+        gates[n, j3] = o
+        c_out[n, j] = c
+        h_out[n, j] = h
+
+
+@njit(parallel=True, cache=True)
+def _lstm_backward_cpu_kernel(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
+    n_batch, hidden = c.shape
+    for k in prange(n_batch * hidden):
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        d_i, d_f, d_g, d_o, dc_prev = lstm_backward_point(
+            grad_h[n, j] + dh_rec[n, j],
+            dc[n, j],
+            c_prev[n, j],
+            c[n, j],
+            gates[n, j],
+            gates[n, j1],
+            gates[n, j2],
+            gates[n, j3],
+        )
+        d_pre[n, j] = d_i
+        d_pre[n, j1] = d_f
+        d_pre[n, j2] = d_g
+        d_pre[n, j3] = d_o
+        dc[n, j] = dc_prev
+
+
+@njit(parallel=True, cache=True)
+def _gru_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
+    n_batch, hidden = h_prev.shape
+    for k in prange(n_batch * hidden):
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        h_n = hw[n, j2] + b_hh[j2]
+        r, z, new_n, h = gru_forward_point(
+            xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j],
+            xw[n, j1] + b_ih[j1] + hw[n, j1] + b_hh[j1],
+            xw[n, j2] + b_ih[j2],
+            h_n,
+            h_prev[n, j],
+        )
+        saved[n, j] = r
+        saved[n, j1] = z
+        saved[n, j2] = new_n
+        saved[n, j3] = h_n
+        h_out[n, j] = h
+
+
+@njit(parallel=True, cache=True)
+def _gru_backward_cpu_kernel(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
+    n_batch, hidden = h_prev.shape
+    for k in prange(n_batch * hidden):
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        d_r, d_z, d_xn, d_hn, d_direct = gru_backward_point(
+            grad_h[n, j] + dh_rec[n, j] + carry[n, j],
+            h_prev[n, j],
+            saved[n, j],
+            saved[n, j1],
+            saved[n, j2],
+            saved[n, j3],
+        )
+        d_xw[n, j] = d_r
+        d_xw[n, j1] = d_z
+        d_xw[n, j2] = d_xn
+        d_hw[n, j] = d_r
+        d_hw[n, j1] = d_z
+        d_hw[n, j2] = d_hn
+        carry[n, j] = d_direct
+
+
+# --------------------------------------------------------------------------- CUDA kernels
+
+
+@cuda.jit
+def _rnn_forward_cuda_kernel(xw, hw, b_ih, b_hh, h_out, relu):
+    n_batch, hidden = h_out.shape
+    k = cuda.grid(1)
+    if k < n_batch * hidden:
+        n, j = k // hidden, k % hidden
+        h_out[n, j] = rnn_forward_point(xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j], relu)
+
+
+@cuda.jit
+def _rnn_backward_cuda_kernel(grad_h, dh_rec, h, d_pre, relu):
+    n_batch, hidden = h.shape
+    k = cuda.grid(1)
+    if k < n_batch * hidden:
+        n, j = k // hidden, k % hidden
+        d_pre[n, j] = rnn_backward_point(grad_h[n, j] + dh_rec[n, j], h[n, j], relu)
+
+
+@cuda.jit
+def _lstm_forward_cuda_kernel(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
+    n_batch, hidden = c_prev.shape
+    k = cuda.grid(1)
+    if k < n_batch * hidden:
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        i, f, g, o, c, h = lstm_forward_point(
+            xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j],
+            xw[n, j1] + b_ih[j1] + hw[n, j1] + b_hh[j1],
+            xw[n, j2] + b_ih[j2] + hw[n, j2] + b_hh[j2],
+            xw[n, j3] + b_ih[j3] + hw[n, j3] + b_hh[j3],
+            c_prev[n, j],
+        )
+        gates[n, j] = i
+        gates[n, j1] = f
+        gates[n, j2] = g
+        gates[n, j3] = o
+        c_out[n, j] = c
+        h_out[n, j] = h
+
+
+@cuda.jit
+def _lstm_backward_cuda_kernel(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
+    n_batch, hidden = c.shape
+    k = cuda.grid(1)
+    if k < n_batch * hidden:
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        d_i, d_f, d_g, d_o, dc_prev = lstm_backward_point(
+            grad_h[n, j] + dh_rec[n, j],
+            dc[n, j],
+            c_prev[n, j],
+            c[n, j],
+            gates[n, j],
+            gates[n, j1],
+            gates[n, j2],
+            gates[n, j3],
+        )
+        d_pre[n, j] = d_i
+        d_pre[n, j1] = d_f
+        d_pre[n, j2] = d_g
+        d_pre[n, j3] = d_o
+        dc[n, j] = dc_prev
+
+
+@cuda.jit
+def _gru_forward_cuda_kernel(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
+    n_batch, hidden = h_prev.shape
+    k = cuda.grid(1)
+    if k < n_batch * hidden:
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        h_n = hw[n, j2] + b_hh[j2]
+        r, z, new_n, h = gru_forward_point(
+            xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j],
+            xw[n, j1] + b_ih[j1] + hw[n, j1] + b_hh[j1],
+            xw[n, j2] + b_ih[j2],
+            h_n,
+            h_prev[n, j],
+        )
+        saved[n, j] = r
+        saved[n, j1] = z
+        saved[n, j2] = new_n
+        saved[n, j3] = h_n
+        h_out[n, j] = h
+
+
+@cuda.jit
+def _gru_backward_cuda_kernel(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
+    n_batch, hidden = h_prev.shape
+    k = cuda.grid(1)
+    if k < n_batch * hidden:
+        n, j = k // hidden, k % hidden
+        j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+        d_r, d_z, d_xn, d_hn, d_direct = gru_backward_point(
+            grad_h[n, j] + dh_rec[n, j] + carry[n, j],
+            h_prev[n, j],
+            saved[n, j],
+            saved[n, j1],
+            saved[n, j2],
+            saved[n, j3],
+        )
+        d_xw[n, j] = d_r
+        d_xw[n, j1] = d_z
+        d_xw[n, j2] = d_xn
+        d_hw[n, j] = d_r
+        d_hw[n, j1] = d_z
+        d_hw[n, j2] = d_hn
+        carry[n, j] = d_direct
+
+
+# --------------------------------------------------------------------------- wrappers
+#
+# Every op takes (inputs..., outputs...) and writes the outputs (and LSTM's dc, GRU's
+# carry) in place. Inputs are made C-contiguous here so that each kernel compiles for
+# exactly two signatures (float32, float64); outputs must be C-contiguous already.
+
+# op -> (CPU kernel, CUDA kernel, number of inputs, position of an (N, H) argument,
+#        whether it takes the RNN nonlinearity flag)
+_KERNELS = {
+    "rnn_cell_forward": (_rnn_forward_cpu_kernel, _rnn_forward_cuda_kernel, 4, 4, True),
+    "rnn_cell_backward": (_rnn_backward_cpu_kernel, _rnn_backward_cuda_kernel, 3, 0, True),
+    "lstm_cell_forward": (_lstm_forward_cpu_kernel, _lstm_forward_cuda_kernel, 5, 4, False),
+    "lstm_cell_backward": (_lstm_backward_cpu_kernel, _lstm_backward_cuda_kernel, 6, 0, False),
+    "gru_cell_forward": (_gru_forward_cpu_kernel, _gru_forward_cuda_kernel, 5, 4, False),
+    "gru_cell_backward": (_gru_backward_cpu_kernel, _gru_backward_cuda_kernel, 5, 0, False),
+}
+
+
+def _arguments(op, arrays, relu, contiguous):
+    n_inputs, takes_flag = _KERNELS[op][2], _KERNELS[op][4]
+    inputs = tuple(contiguous(a) for a in arrays[:n_inputs])
+    args = inputs + tuple(arrays[n_inputs:])
+    return (*args, bool(relu)) if takes_flag else args
+
+
+def _run_cpu(op, arrays, relu=False):
+    kernel, state_position = _KERNELS[op][0], _KERNELS[op][3]
+    args = _arguments(op, arrays, relu, np.ascontiguousarray)
+    if arrays[state_position].size >= _PARALLEL_MIN:
+        kernel(*args)
+        return
+    # Waking the thread pool costs more than a small step's work (and much more on a
+    # loaded machine), so small steps run on the calling thread only.
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
+
+
+def launch(op, *arrays, relu=False, stream=None):
+    """Run the CUDA kernel of ``op`` on any arrays the CUDA target accepts.
+
+    Args:
+        op: one of ``OPS``.
+        *arrays: the kernel's inputs then outputs, as in the module docstring (and the
+            ``<op>_cpu`` functions), all C-contiguous.
+        relu: for the RNN ops, ReLU instead of tanh (default False).
+        stream: a CUDA stream (default None: the default stream).
+    """
+    kernel, state_position = _KERNELS[op][1], _KERNELS[op][3]
+    n_batch, hidden = arrays[state_position].shape
+    blocks = max(1, (n_batch * hidden + _THREADS - 1) // _THREADS)
+    args = _arguments(op, arrays, relu, lambda a: a)
+    if stream is None:
+        kernel[blocks, _THREADS](*args)
+    else:
+        kernel[blocks, _THREADS, stream](*args)
+
+
+def _run_cuda(op, arrays, relu=False):
+    import cupy
+
+    stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+    n_inputs = _KERNELS[op][2]
+    inputs = tuple(cupy.ascontiguousarray(a) for a in arrays[:n_inputs])
+    launch(op, *inputs, *arrays[n_inputs:], relu=relu, stream=stream)
+
+
+def rnn_cell_forward_cpu(xw, hw, b_ih, b_hh, h_out, relu=False):
+    """h_out = tanh(xw + b_ih + hw + b_hh) (ReLU with ``relu=True``), on NumPy arrays."""
+    _run_cpu("rnn_cell_forward", (xw, hw, b_ih, b_hh, h_out), relu)
+
+
+def rnn_cell_backward_cpu(grad_h, dh_rec, h, d_pre, relu=False):
+    """d_pre = (grad_h + dh_rec) * (1 - h**2) (or * [h > 0]), on NumPy arrays."""
+    _run_cpu("rnn_cell_backward", (grad_h, dh_rec, h, d_pre), relu)
+
+
+def lstm_cell_forward_cpu(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
+    """One LSTM step's pointwise math, on NumPy arrays."""
+    _run_cpu("lstm_cell_forward", (xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates))
+
+
+def lstm_cell_backward_cpu(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
+    """One LSTM step's pointwise backward, on NumPy arrays; ``dc`` becomes d c_prev."""
+    _run_cpu("lstm_cell_backward", (grad_h, dh_rec, dc, c_prev, c, gates, d_pre))
+
+
+def gru_cell_forward_cpu(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
+    """One GRU step's pointwise math, on NumPy arrays."""
+    _run_cpu("gru_cell_forward", (xw, hw, b_ih, b_hh, h_prev, h_out, saved))
+
+
+def gru_cell_backward_cpu(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
+    """One GRU step's pointwise backward, on NumPy arrays; ``carry`` becomes dh * z."""
+    _run_cpu("gru_cell_backward", (grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw))
+
+
+def rnn_cell_forward_cuda(xw, hw, b_ih, b_hh, h_out, relu=False):
+    """As ``rnn_cell_forward_cpu``, on CuPy arrays, on CuPy's current stream."""
+    _run_cuda("rnn_cell_forward", (xw, hw, b_ih, b_hh, h_out), relu)
+
+
+def rnn_cell_backward_cuda(grad_h, dh_rec, h, d_pre, relu=False):
+    """As ``rnn_cell_backward_cpu``, on CuPy arrays, on CuPy's current stream."""
+    _run_cuda("rnn_cell_backward", (grad_h, dh_rec, h, d_pre), relu)
+
+
+def lstm_cell_forward_cuda(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
+    """As ``lstm_cell_forward_cpu``, on CuPy arrays, on CuPy's current stream."""
+    _run_cuda("lstm_cell_forward", (xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates))
+
+
+def lstm_cell_backward_cuda(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
+    """As ``lstm_cell_backward_cpu``, on CuPy arrays, on CuPy's current stream."""
+    _run_cuda("lstm_cell_backward", (grad_h, dh_rec, dc, c_prev, c, gates, d_pre))
+
+
+def gru_cell_forward_cuda(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
+    """As ``gru_cell_forward_cpu``, on CuPy arrays, on CuPy's current stream."""
+    _run_cuda("gru_cell_forward", (xw, hw, b_ih, b_hh, h_prev, h_out, saved))
+
+
+def gru_cell_backward_cuda(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
+    """As ``gru_cell_backward_cpu``, on CuPy arrays, on CuPy's current stream."""
+    _run_cuda("gru_cell_backward", (grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw))
