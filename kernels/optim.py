@@ -3,12 +3,12 @@
 The update rules follow PyTorch's definitions (see ``gpunet/optim/*.py``, whose pure
 array-API functions are the reference and the test oracle). Each rule's scalar math is
 written once as an ``@njit(inline="always")`` helper and called from a CPU kernel
-(``@njit(parallel=True, cache=True)``, prange over the flat parameter) and a CUDA kernel
-(``@cuda.jit``, one thread per element).
+(``@njit(parallel=True, cache=True)``, prange over the flat parameter, with a serial twin
+for small parameters) and a CUDA kernel (``@cuda.jit``, one thread per element).
 
 The wrappers ``<rule>_cpu`` (NumPy) and ``<rule>_cuda`` (CuPy) take the parameter, its
 gradient and its state arrays (all C-contiguous, of one dtype) and change the parameter
-and the state in place. Hyper-parameters are cast to the arrays' dtype before the call,
+and the state in place. Hyper-parameters travel as one tuple cast to the arrays' dtype,
 so a float32 parameter is updated in float32 arithmetic, as the reference does, and each
 kernel has exactly two signatures (float32, float64). ``launch_<rule>`` runs the CUDA
 kernel on any arrays the CUDA target accepts, so the simulator can test it on NumPy.
@@ -27,11 +27,14 @@ _THREADS = 256
 
 
 # --------------------------------------------------------------------------- scalar rules
+# Each rule takes its hyper-parameters as one tuple ``hyper`` (already in the arrays'
+# dtype) and returns the new values of the parameter element and its state elements.
 
 
 @njit(inline="always")
-def sgd_scalar(p, g, buf, lr, momentum, damp_keep, weight_decay, nesterov, first):
+def sgd_scalar(p, g, buf, hyper):
     """SGD with momentum: returns (new p, new momentum buffer)."""
+    lr, momentum, damp_keep, weight_decay, nesterov, first = hyper
     if weight_decay != 0:
         g = g + weight_decay * p
     if momentum != 0:
@@ -47,8 +50,9 @@ def sgd_scalar(p, g, buf, lr, momentum, damp_keep, weight_decay, nesterov, first
 
 
 @njit(inline="always")
-def adagrad_scalar(p, g, total, clr, weight_decay, eps):
+def adagrad_scalar(p, g, total, hyper):
     """Adagrad: returns (new p, new sum of squared gradients)."""
+    clr, weight_decay, eps = hyper
     if weight_decay != 0:
         g = g + weight_decay * p
     total = total + g * g
@@ -56,10 +60,9 @@ def adagrad_scalar(p, g, total, clr, weight_decay, eps):
 
 
 @njit(inline="always")
-def rmsprop_scalar(
-    p, g, square_avg, grad_avg, buf, lr, alpha, alpha_keep, eps, weight_decay, momentum, centered
-):
+def rmsprop_scalar(p, g, square_avg, grad_avg, buf, hyper):
     """RMSprop: returns (new p, square_avg, grad_avg, momentum buffer)."""
+    lr, alpha, alpha_keep, eps, weight_decay, momentum, centered = hyper
     if weight_decay != 0:
         g = g + weight_decay * p
     square_avg = alpha * square_avg + alpha_keep * (g * g)
@@ -77,24 +80,10 @@ def rmsprop_scalar(
 
 
 @njit(inline="always")
-def adam_scalar(
-    p,
-    g,
-    m,
-    v,
-    v_max,
-    decay_keep,
-    weight_decay,
-    beta1_keep,
-    beta2,
-    beta2_keep,
-    step_size,
-    bc2_sqrt,
-    eps,
-    amsgrad,
-    decoupled,
-):
+def adam_scalar(p, g, m, v, v_max, hyper):
     """Adam / AdamW: returns (new p, first moment, second moment, max second moment)."""
+    (decay_keep, weight_decay, beta1_keep, beta2, beta2_keep, step_size, bc2_sqrt, eps,
+     amsgrad, decoupled) = hyper  # fmt: skip
     if decoupled:
         p = p * decay_keep
     elif weight_decay != 0:
@@ -109,191 +98,144 @@ def adam_scalar(
     return p - step_size * (m / denom), m, v, v_max
 
 
+# --------------------------------------------------------------------------- one element
+# Read element i, apply the rule, write back only what the setting changes: an unused
+# state slot may alias another array (the caller passes any same-size array there).
+
+
+@njit(inline="always")
+def sgd_at(i, p, g, buf, hyper):
+    p[i], new_buf = sgd_scalar(p[i], g[i], buf[i], hyper)
+    if hyper[1] != 0:  # momentum
+        buf[i] = new_buf
+
+
+@njit(inline="always")
+def adagrad_at(i, p, g, total, hyper):
+    p[i], total[i] = adagrad_scalar(p[i], g[i], total[i], hyper)
+
+
+@njit(inline="always")
+def rmsprop_at(i, p, g, square_avg, grad_avg, buf, hyper):
+    p[i], sq, ga, b = rmsprop_scalar(p[i], g[i], square_avg[i], grad_avg[i], buf[i], hyper)
+    square_avg[i] = sq
+    if hyper[6]:  # centered
+        grad_avg[i] = ga
+    if hyper[5] > 0:  # momentum
+        buf[i] = b
+
+
+@njit(inline="always")
+def adam_at(i, p, g, m, v, v_max, hyper):
+    p[i], m[i], new_v, new_max = adam_scalar(p[i], g[i], m[i], v[i], v_max[i], hyper)
+    v[i] = new_v
+    if hyper[8]:  # amsgrad
+        v_max[i] = new_max
+
+
 # --------------------------------------------------------------------------- CPU kernels
+# A parallel loop for large parameters; small ones (biases) run serially, because
+# waking the worker threads costs more than updating a few thousand numbers.
+
+PARALLEL_MIN_SIZE = 1 << 15
 
 
 @njit(parallel=True, cache=True)
-def _sgd_cpu_kernel(p, g, buf, lr, momentum, damp_keep, weight_decay, nesterov, first):
+def _sgd_parallel(p, g, buf, hyper):
     for i in prange(p.size):
-        new_p, new_buf = sgd_scalar(
-            p[i], g[i], buf[i], lr, momentum, damp_keep, weight_decay, nesterov, first
-        )
-        p[i] = new_p
-        if momentum != 0:
-            buf[i] = new_buf
+        sgd_at(i, p, g, buf, hyper)
+
+
+@njit(cache=True)
+def _sgd_serial(p, g, buf, hyper):
+    for i in range(p.size):
+        sgd_at(i, p, g, buf, hyper)
 
 
 @njit(parallel=True, cache=True)
-def _adagrad_cpu_kernel(p, g, total, clr, weight_decay, eps):
+def _adagrad_parallel(p, g, total, hyper):
     for i in prange(p.size):
-        new_p, new_total = adagrad_scalar(p[i], g[i], total[i], clr, weight_decay, eps)
-        p[i] = new_p
-        total[i] = new_total
+        adagrad_at(i, p, g, total, hyper)
+
+
+@njit(cache=True)
+def _adagrad_serial(p, g, total, hyper):
+    for i in range(p.size):
+        adagrad_at(i, p, g, total, hyper)
 
 
 @njit(parallel=True, cache=True)
-def _rmsprop_cpu_kernel(
-    p, g, square_avg, grad_avg, buf, lr, alpha, alpha_keep, eps, weight_decay, momentum, centered
-):
+def _rmsprop_parallel(p, g, square_avg, grad_avg, buf, hyper):
     for i in prange(p.size):
-        new_p, sq, ga, b = rmsprop_scalar(
-            p[i],
-            g[i],
-            square_avg[i],
-            grad_avg[i],
-            buf[i],
-            lr,
-            alpha,
-            alpha_keep,
-            eps,
-            weight_decay,
-            momentum,
-            centered,
-        )
-        p[i] = new_p
-        square_avg[i] = sq
-        if centered:
-            grad_avg[i] = ga
-        if momentum > 0:
-            buf[i] = b
+        rmsprop_at(i, p, g, square_avg, grad_avg, buf, hyper)
+
+
+@njit(cache=True)
+def _rmsprop_serial(p, g, square_avg, grad_avg, buf, hyper):
+    for i in range(p.size):
+        rmsprop_at(i, p, g, square_avg, grad_avg, buf, hyper)
 
 
 @njit(parallel=True, cache=True)
-def _adam_cpu_kernel(
-    p,
-    g,
-    m,
-    v,
-    v_max,
-    decay_keep,
-    weight_decay,
-    beta1_keep,
-    beta2,
-    beta2_keep,
-    step_size,
-    bc2_sqrt,
-    eps,
-    amsgrad,
-    decoupled,
-):
+def _adam_parallel(p, g, m, v, v_max, hyper):
     for i in prange(p.size):
-        new_p, new_m, new_v, new_max = adam_scalar(
-            p[i],
-            g[i],
-            m[i],
-            v[i],
-            v_max[i],
-            decay_keep,
-            weight_decay,
-            beta1_keep,
-            beta2,
-            beta2_keep,
-            step_size,
-            bc2_sqrt,
-            eps,
-            amsgrad,
-            decoupled,
-        )
-        p[i] = new_p
-        m[i] = new_m
-        v[i] = new_v
-        if amsgrad:
-            v_max[i] = new_max
+        adam_at(i, p, g, m, v, v_max, hyper)
+
+
+@njit(cache=True)
+def _adam_serial(p, g, m, v, v_max, hyper):
+    for i in range(p.size):
+        adam_at(i, p, g, m, v, v_max, hyper)
 
 
 # --------------------------------------------------------------------------- CUDA kernels
 
 
+# The CUDA kernels read and write the elements themselves rather than through the
+# ``*_at`` helpers: the simulator cannot pass its arrays into an njit function.
+
+
 @cuda.jit
-def _sgd_cuda_kernel(p, g, buf, lr, momentum, damp_keep, weight_decay, nesterov, first):
+def _sgd_cuda_kernel(p, g, buf, hyper):
     i = cuda.grid(1)
     if i < p.size:
-        new_p, new_buf = sgd_scalar(
-            p[i], g[i], buf[i], lr, momentum, damp_keep, weight_decay, nesterov, first
-        )
+        new_p, new_buf = sgd_scalar(p[i], g[i], buf[i], hyper)
         p[i] = new_p
-        if momentum != 0:
+        if hyper[1] != 0:  # momentum
             buf[i] = new_buf
 
 
 @cuda.jit
-def _adagrad_cuda_kernel(p, g, total, clr, weight_decay, eps):
+def _adagrad_cuda_kernel(p, g, total, hyper):
     i = cuda.grid(1)
     if i < p.size:
-        new_p, new_total = adagrad_scalar(p[i], g[i], total[i], clr, weight_decay, eps)
+        new_p, new_total = adagrad_scalar(p[i], g[i], total[i], hyper)
         p[i] = new_p
         total[i] = new_total
 
 
 @cuda.jit
-def _rmsprop_cuda_kernel(
-    p, g, square_avg, grad_avg, buf, lr, alpha, alpha_keep, eps, weight_decay, momentum, centered
-):
+def _rmsprop_cuda_kernel(p, g, square_avg, grad_avg, buf, hyper):
     i = cuda.grid(1)
     if i < p.size:
-        new_p, sq, ga, b = rmsprop_scalar(
-            p[i],
-            g[i],
-            square_avg[i],
-            grad_avg[i],
-            buf[i],
-            lr,
-            alpha,
-            alpha_keep,
-            eps,
-            weight_decay,
-            momentum,
-            centered,
-        )
+        new_p, sq, ga, b = rmsprop_scalar(p[i], g[i], square_avg[i], grad_avg[i], buf[i], hyper)
         p[i] = new_p
         square_avg[i] = sq
-        if centered:
+        if hyper[6]:  # centered
             grad_avg[i] = ga
-        if momentum > 0:
+        if hyper[5] > 0:  # momentum
             buf[i] = b
 
 
 @cuda.jit
-def _adam_cuda_kernel(
-    p,
-    g,
-    m,
-    v,
-    v_max,
-    decay_keep,
-    weight_decay,
-    beta1_keep,
-    beta2,
-    beta2_keep,
-    step_size,
-    bc2_sqrt,
-    eps,
-    amsgrad,
-    decoupled,
-):
+def _adam_cuda_kernel(p, g, m, v, v_max, hyper):
     i = cuda.grid(1)
     if i < p.size:
-        new_p, new_m, new_v, new_max = adam_scalar(
-            p[i],
-            g[i],
-            m[i],
-            v[i],
-            v_max[i],
-            decay_keep,
-            weight_decay,
-            beta1_keep,
-            beta2,
-            beta2_keep,
-            step_size,
-            bc2_sqrt,
-            eps,
-            amsgrad,
-            decoupled,
-        )
+        new_p, new_m, new_v, new_max = adam_scalar(p[i], g[i], m[i], v[i], v_max[i], hyper)
         p[i] = new_p
         m[i] = new_m
         v[i] = new_v
-        if amsgrad:
+        if hyper[8]:  # amsgrad
             v_max[i] = new_max
 
 
@@ -352,6 +294,11 @@ def _flat(*arrays):
     return tuple(a.reshape(-1) for a in arrays)
 
 
+def _run_cpu(parallel, serial, arrays, hyper):
+    kernel = parallel if arrays[0].size >= PARALLEL_MIN_SIZE else serial
+    kernel(*_flat(*arrays), hyper)
+
+
 # --------------------------------------------------------------------------- wrappers
 
 
@@ -364,13 +311,13 @@ def sgd_cpu(
     parameter's size may fill it; the same holds for the unused slots of RMSprop and Adam.
     """
     scalars = _sgd_scalars(param.dtype, lr, momentum, dampening, weight_decay, nesterov, first)
-    _sgd_cpu_kernel(*_flat(param, grad, momentum_buffer), *scalars)
+    _run_cpu(_sgd_parallel, _sgd_serial, (param, grad, momentum_buffer), scalars)
 
 
 def adagrad_cpu(param, grad, state_sum, *, lr, lr_decay, weight_decay, eps, step):
     """Adagrad step in place on NumPy arrays."""
     scalars = _adagrad_scalars(param.dtype, lr, lr_decay, weight_decay, eps, step)
-    _adagrad_cpu_kernel(*_flat(param, grad, state_sum), *scalars)
+    _run_cpu(_adagrad_parallel, _adagrad_serial, (param, grad, state_sum), scalars)
 
 
 def rmsprop_cpu(
@@ -389,7 +336,8 @@ def rmsprop_cpu(
 ):
     """RMSprop step in place on NumPy arrays (unused buffers may be any same-size array)."""
     scalars = _rmsprop_scalars(param.dtype, lr, alpha, eps, weight_decay, momentum, centered)
-    _rmsprop_cpu_kernel(*_flat(param, grad, square_avg, grad_avg, momentum_buffer), *scalars)
+    arrays = (param, grad, square_avg, grad_avg, momentum_buffer)
+    _run_cpu(_rmsprop_parallel, _rmsprop_serial, arrays, scalars)
 
 
 def adam_cpu(
@@ -413,16 +361,20 @@ def adam_cpu(
     scalars = _adam_scalars(
         param.dtype, lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled
     )
-    _adam_cpu_kernel(*_flat(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq), *scalars)
+    arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    _run_cpu(_adam_parallel, _adam_serial, arrays, scalars)
 
 
 def _launch(kernel, arrays, scalars, stream):
     flat = _flat(*arrays)
-    blocks = (flat[0].size + _THREADS - 1) // _THREADS
+    size = flat[0].size
+    # Small parameters (biases) get one small block rather than 256 mostly idle threads.
+    threads = _THREADS if size >= _THREADS else max(32, -(-size // 32) * 32)
+    blocks = (size + threads - 1) // threads
     if stream is None:
-        kernel[blocks, _THREADS](*flat, *scalars)
+        kernel[blocks, threads](*flat, scalars)
     else:
-        kernel[blocks, _THREADS, stream](*flat, *scalars)
+        kernel[blocks, threads, stream](*flat, scalars)
 
 
 def launch_sgd(param, grad, momentum_buffer, *, stream=None, **hyper):

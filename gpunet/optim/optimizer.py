@@ -109,7 +109,8 @@ class Optimizer:
         for index, entries in enumerate(self.state):
             for key, value in entries.items():
                 if key == "step":
-                    value = backend.asarray(np.asarray(value, dtype=np.int64))
+                    xp = backend.namespace(self.params[index].data)
+                    value = xp.asarray(value, dtype=xp.int64)
                 state[f"{index}.{key}"] = value
         return {
             "optimizer": type(self).__name__,
@@ -139,7 +140,7 @@ class Optimizer:
                     f"optimizer has {len(self.params)} parameters"
                 )
             if entry == "step":
-                restored[index][entry] = int(backend.to_numpy(value))
+                restored[index][entry] = int(np.asarray(backend.to_numpy(value)).item())
                 continue
             expected = self.params[index].shape
             if tuple(value.shape) != expected:
