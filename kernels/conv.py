@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 
 import numba
 import numpy as np
@@ -26,16 +27,55 @@ from numba import prange
 THREADS_PER_BLOCK = 256
 
 
-def cpu_kernel(function):
-    """``@njit(parallel=True, cache=True)``, without the cache where none can be written.
+# Below this many elements of work a kernel runs on one thread: waking the thread pool
+# costs more than the work (tens of microseconds idle, milliseconds on a loaded machine).
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _jit(function, parallel):
+    """``@njit(parallel=..., cache=True)``, without the cache where none can be written.
 
     Numba refuses ``cache=True`` when neither the source folder nor a user cache folder
     is writable (a read-only install); the kernel then compiles on each first use.
     """
     try:
-        return numba.njit(parallel=True, cache=True)(function)
+        return numba.njit(parallel=parallel, cache=True)(function)
     except RuntimeError:
-        return numba.njit(parallel=True, cache=False)(function)
+        return numba.njit(parallel=parallel, cache=False)(function)
+
+
+class CpuKernel:
+    """A CPU kernel compiled on first use, threaded (``prange``) for large work.
+
+    Call it as ``kernel(work, *args)`` where ``work`` is the number of elements it
+    touches; small work runs a serial build of the same source. Each build has its own
+    on-disk cache entry (numba keys its cache by function name, not by flags).
+    """
+
+    def __init__(self, function):
+        self.function = function
+        self._builds = {}
+
+    def __call__(self, work, *args):
+        parallel = work >= PARALLEL_MIN_WORK
+        build = self._builds.get(parallel)
+        if build is None:
+            build = self._builds[parallel] = _jit(self._source(parallel), parallel)
+        return build(*args)
+
+    def _source(self, parallel):
+        if parallel:
+            return self.function
+        f = self.function
+        serial = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial")
+        serial.__qualname__ = f.__qualname__ + "_serial"
+        serial.__module__ = f.__module__
+        return serial
+
+
+def cpu_kernel(function):
+    """Decorator: a ``CpuKernel`` of ``function`` (compiled lazily, cached on disk)."""
+    return CpuKernel(function)
 
 
 # --------------------------------------------------------------------------- index math
@@ -185,7 +225,9 @@ def im2col_cpu(x, kernel_size, stride, padding, dilation, out=None):
     n, c = x.shape[0], x.shape[1]
     oh, ow = geometry(x.shape, kernel_size, stride, padding, dilation)
     col = _empty((c * kernel_size[0] * kernel_size[1], n * oh * ow), x.dtype, out)
-    _im2col_cpu(np.ascontiguousarray(x), col, *kernel_size, *stride, *padding, *dilation, oh, ow)
+    _im2col_cpu(
+        col.size, np.ascontiguousarray(x), col, *kernel_size, *stride, *padding, *dilation, oh, ow
+    )
     return col
 
 
@@ -193,7 +235,9 @@ def col2im_cpu(col, x_shape, kernel_size, stride, padding, dilation, out=None):
     """The adjoint of im2col: adds every column entry back onto its input position."""
     oh, ow = geometry(x_shape, kernel_size, stride, padding, dilation)
     dx = _empty(tuple(x_shape), col.dtype, out)
-    _col2im_cpu(np.ascontiguousarray(col), dx, *kernel_size, *stride, *padding, *dilation, oh, ow)
+    _col2im_cpu(
+        col.size, np.ascontiguousarray(col), dx, *kernel_size, *stride, *padding, *dilation, oh, ow
+    )
     return dx
 
 
@@ -201,7 +245,7 @@ def conv_output_cpu(y, bias, batch):
     """``(O, N*P)`` GEMM result to ``(N, O, P)``, plus ``bias`` ``(O,)``."""
     o_count, columns = y.shape
     out = np.empty((batch, o_count, columns // batch), dtype=y.dtype)
-    _conv_output_cpu(np.ascontiguousarray(y), bias, out)
+    _conv_output_cpu(out.size, np.ascontiguousarray(y), bias, out)
     return out
 
 
@@ -210,7 +254,7 @@ def conv_grad_output_cpu(grad, out=None):
     n_count, o_count, plane = grad.shape
     moved = _empty((o_count, n_count * plane), grad.dtype, out)
     bias_grad = np.empty(o_count, dtype=grad.dtype)
-    _conv_grad_output_cpu(np.ascontiguousarray(grad), moved, bias_grad)
+    _conv_grad_output_cpu(moved.size, np.ascontiguousarray(grad), moved, bias_grad)
     return moved, bias_grad
 
 

@@ -130,28 +130,30 @@ def max_pool2d_forward_cpu(x, kernel_size, stride, padding):
     shape = _output_shape(x.shape, kernel_size, stride, padding)
     y = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.int32)
-    _max_forward_cpu(np.ascontiguousarray(x), y, argmax, *kernel_size, *stride, *padding)
+    _max_forward_cpu(x.size, np.ascontiguousarray(x), y, argmax, *kernel_size, *stride, *padding)
     return y, argmax
 
 
 def max_pool2d_backward_cpu(grad, argmax, x_shape, kernel_size, stride, padding):
     """The input gradient of max-pool: each output's gradient goes to its argmax."""
     dx = np.empty(tuple(x_shape), dtype=grad.dtype)
-    _max_backward_cpu(np.ascontiguousarray(grad), argmax, dx, kernel_size[1], *stride, *padding)
+    _max_backward_cpu(
+        dx.size, np.ascontiguousarray(grad), argmax, dx, kernel_size[1], *stride, *padding
+    )
     return dx
 
 
 def avg_pool2d_forward_cpu(x, kernel_size, stride, padding):
     """Mean over each window, padded zeros included."""
     y = np.empty(_output_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
-    _avg_forward_cpu(np.ascontiguousarray(x), y, *kernel_size, *stride, *padding)
+    _avg_forward_cpu(x.size, np.ascontiguousarray(x), y, *kernel_size, *stride, *padding)
     return y
 
 
 def avg_pool2d_backward_cpu(grad, x_shape, kernel_size, stride, padding):
     """The input gradient of average-pool."""
     dx = np.empty(tuple(x_shape), dtype=grad.dtype)
-    _avg_backward_cpu(np.ascontiguousarray(grad), dx, *kernel_size, *stride, *padding)
+    _avg_backward_cpu(dx.size, np.ascontiguousarray(grad), dx, *kernel_size, *stride, *padding)
     return dx
 
 
