@@ -49,14 +49,15 @@ def _mpirun(mode: str, out: Path) -> subprocess.CompletedProcess:
     )
 
 
-needs_mpi = pytest.mark.skipif(_launcher_problem() is not None, reason=str(_launcher_problem()))
+pytestmark = [
+    pytest.mark.skipif(_launcher_problem() is not None, reason=str(_launcher_problem())),
+    pytest.mark.skipif(
+        os.environ.get("GPUNET_BACKEND", "numpy") == "cupy",
+        reason="two ranks on the CPU; NCCL needs one GPU per rank (one GPU cannot host two)",
+    ),
+]
 
 
-@needs_mpi
-@pytest.mark.skipif(
-    os.environ.get("GPUNET_BACKEND", "numpy") == "cupy",
-    reason="two ranks on the CPU; the NCCL path needs one GPU per rank",
-)
 @pytest.mark.parametrize("mode", ["steps", "fit"])
 def test_two_ranks_train_like_one_process(mode, tmp_path):
     out = tmp_path / "result.json"
@@ -73,7 +74,6 @@ def test_two_ranks_train_like_one_process(mode, tmp_path):
     assert result["bytes_per_step"] == result["parameter_bytes"]
 
 
-@needs_mpi
 def test_a_rank_that_raises_ends_the_job(tmp_path):
     run = _mpirun("raise", tmp_path / "unused.json")
     output = run.stdout + run.stderr

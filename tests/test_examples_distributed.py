@@ -42,6 +42,10 @@ def test_distributed_digits_runs_as_one_process(tmp_path):
     importlib.util.find_spec("mpi4py") is None or shutil.which("mpirun") is None,
     reason="needs mpi4py and mpirun (pip install 'gpunet[distributed]')",
 )
+@pytest.mark.skipif(
+    os.environ.get("GPUNET_BACKEND", "numpy") == "cupy",
+    reason="two ranks need two GPUs on the cupy backend",
+)
 def test_distributed_digits_under_mpirun_prints_once(tmp_path):
     out = _run(["mpirun", "--oversubscribe", "-n", "2"], tmp_path)
     assert "ranks: 2, global batch 64 (32 per rank)" in out
