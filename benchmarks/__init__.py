@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of gpunet against PyTorch: ``python -m benchmarks``."""
