@@ -261,9 +261,15 @@ def conv_grad_output_cpu(grad, out=None):
 # --------------------------------------------------------------------------- CUDA
 
 
+cuda = None  # numba.cuda, imported by cuda_kernels()
+
+
 @functools.cache
 def cuda_kernels():
     """The CUDA kernels, compiled on first use (importing numba.cuda costs ~0.5 s)."""
+    # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
+    # references for its own when it runs a kernel.
+    global cuda
     from numba import cuda
 
     @cuda.jit

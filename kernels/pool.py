@@ -160,9 +160,15 @@ def avg_pool2d_backward_cpu(grad, x_shape, kernel_size, stride, padding):
 # --------------------------------------------------------------------------- CUDA
 
 
+cuda = None  # numba.cuda, imported by cuda_kernels()
+
+
 @functools.cache
 def cuda_kernels():
     """The CUDA pooling kernels, compiled on first use."""
+    # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
+    # references for its own when it runs a kernel.
+    global cuda
     from numba import cuda
 
     @cuda.jit

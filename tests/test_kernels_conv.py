@@ -1,0 +1,200 @@
+"""The convolution and pooling kernels against the array-API reference.
+
+CPU kernels (NumPy) and CUDA kernels (CuPy) are compared with the reference ops on the
+same backend for many random geometries (hypothesis), in float32 and float64. The CUDA
+kernels also run under the Numba CUDA simulator (marker ``cudasim``) on tiny shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import gpunet
+from gpunet import backend
+from gpunet.ops import conv as conv_ops
+from gpunet.ops import pool as pool_ops
+
+SETTINGS = settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+DTYPES = ["float32", "float64"]
+
+
+def _kernel(op):
+    found = backend.kernel(op, backend.xp())
+    if found is None:
+        pytest.skip(f"no {op} kernel on backend {backend.name()}")
+    return found
+
+
+@st.composite
+def conv_geometries(draw, pooling=False):
+    """(x shape, kernel, stride, padding, dilation) with the kernel fitting the input."""
+    kernel = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    if pooling:
+        padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+        dilation = (1, 1)
+    else:
+        padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+        dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    extent = [dilation[a] * (kernel[a] - 1) + 1 - 2 * padding[a] for a in (0, 1)]
+    h = draw(st.integers(max(1, extent[0]), max(1, extent[0]) + 6))
+    w = draw(st.integers(max(1, extent[1]), max(1, extent[1]) + 6))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
+    return shape, kernel, stride, padding, dilation
+
+
+def _array(rng, shape, dtype):
+    return gpunet.asarray(rng.standard_normal(shape), dtype=dtype)
+
+
+def _assert_close(actual, expected, dtype):
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(
+        gpunet.to_numpy(actual), gpunet.to_numpy(expected), rtol=tol, atol=tol
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(geometry=conv_geometries())
+def test_im2col_and_col2im_kernels_match_reference(dtype, geometry, rng):
+    shape, *rest = geometry
+    im2col, col2im = _kernel("im2col"), _kernel("col2im")
+    x = _array(rng, shape, dtype)
+    col = im2col(x, *rest)
+    np.testing.assert_array_equal(gpunet.to_numpy(col), gpunet.to_numpy(conv_ops.im2col(x, *rest)))
+    grad = _array(rng, tuple(col.shape), dtype)
+    _assert_close(col2im(grad, shape, *rest), conv_ops.col2im(grad, shape, *rest), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layout_kernels_match_reference(dtype, rng):
+    xp = backend.xp()
+    to_nchw, from_nchw = _kernel("conv_output"), _kernel("conv_grad_output")
+    y2d, bias = _array(rng, (5, 3 * 7), dtype), _array(rng, (5,), dtype)
+    expected = xp.permute_dims(xp.reshape(y2d, (5, 3, 7)), (1, 0, 2)) + xp.reshape(bias, (1, 5, 1))
+    _assert_close(to_nchw(y2d, bias, 3), expected, dtype)
+    grad = _array(rng, (3, 5, 7), dtype)
+    moved, bias_grad = from_nchw(grad)
+    expected = xp.reshape(xp.permute_dims(grad, (1, 0, 2)), (5, 21))
+    _assert_close(moved, expected, dtype)
+    _assert_close(bias_grad, xp.sum(expected, axis=1), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@SETTINGS
+@given(geometry=conv_geometries(pooling=True))
+def test_pool_kernels_match_reference(dtype, geometry, rng, monkeypatch):
+    shape, kernel, stride, padding, _ = geometry
+    _kernel("max_pool2d_forward")
+    x = _array(rng, shape, dtype)
+    y, cache = pool_ops.max_pool2d(x, kernel, stride, padding)
+    avg, avg_cache = pool_ops.avg_pool2d(x, kernel, stride, padding)
+    grad = _array(rng, tuple(y.shape), dtype)
+    dx, avg_dx = (
+        pool_ops.max_pool2d_backward(grad, cache),
+        pool_ops.avg_pool2d_backward(grad, avg_cache),
+    )
+    assert cache.fast and avg_cache.fast
+    with monkeypatch.context() as patch:
+        patch.setenv("GPUNET_KERNELS", "0")
+        y_ref, cache_ref = pool_ops.max_pool2d(x, kernel, stride, padding)
+        avg_ref, avg_cache_ref = pool_ops.avg_pool2d(x, kernel, stride, padding)
+        dx_ref = pool_ops.max_pool2d_backward(grad, cache_ref)
+        avg_dx_ref = pool_ops.avg_pool2d_backward(grad, avg_cache_ref)
+    np.testing.assert_array_equal(gpunet.to_numpy(y), gpunet.to_numpy(y_ref))
+    np.testing.assert_array_equal(gpunet.to_numpy(cache.argmax), gpunet.to_numpy(cache_ref.argmax))
+    _assert_close(dx, dx_ref, dtype)
+    _assert_close(avg, avg_ref, dtype)
+    _assert_close(avg_dx, avg_dx_ref, dtype)
+
+
+def test_threaded_kernels_match_reference_on_large_input(rng):
+    """Inputs above the size where the kernels switch from one thread to many."""
+    im2col, col2im = _kernel("im2col"), _kernel("col2im")
+    geometry = ((3, 1), (1, 1), (1, 0), (2, 1))
+    x = _array(rng, (4, 6, 30, 40), "float32")
+    col = im2col(x, *geometry)
+    assert col.shape[0] * col.shape[1] > 1 << 16
+    np.testing.assert_array_equal(
+        gpunet.to_numpy(col), gpunet.to_numpy(conv_ops.im2col(x, *geometry))
+    )
+    _assert_close(
+        col2im(col, x.shape, *geometry), conv_ops.col2im(col, x.shape, *geometry), "float32"
+    )
+    y, cache = pool_ops.max_pool2d(x, (2, 2), (2, 2), (0, 0))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GPUNET_KERNELS", "0")
+        y_ref, cache_ref = pool_ops.max_pool2d(x, (2, 2), (2, 2), (0, 0))
+        dx_ref = pool_ops.max_pool2d_backward(y, cache_ref)
+    np.testing.assert_array_equal(gpunet.to_numpy(y), gpunet.to_numpy(y_ref))
+    _assert_close(pool_ops.max_pool2d_backward(y, cache), dx_ref, "float32")
+
+
+# --------------------------------------------------------------------------- cudasim
+
+CUDASIM_CASES = [
+    ((1, 2, 4, 3), (2, 2), (1, 1), (1, 0), (1, 1)),
+    ((2, 1, 5, 4), (2, 1), (2, 1), (0, 1), (2, 1)),
+]
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CUDASIM_CASES, ids=["pad", "stride-dilation"])
+def test_cuda_conv_kernels_under_simulator(case, dtype, rng):
+    from gpunet.kernels import conv as kernels
+
+    shape, *geometry = case
+    x = rng.standard_normal(shape).astype(dtype)
+    expected = conv_ops.im2col(x, *geometry)
+    col = np.empty(expected.shape, dtype=dtype)
+    kernels.launch_im2col(x, col, *geometry)
+    np.testing.assert_array_equal(col, expected)
+    grad = rng.standard_normal(col.shape).astype(dtype)
+    dx = np.empty(shape, dtype=dtype)
+    kernels.launch_col2im(grad, dx, *geometry)
+    _assert_close(dx, conv_ops.col2im(grad, shape, *geometry), dtype)
+
+
+@pytest.mark.cudasim
+def test_cuda_layout_kernels_under_simulator(rng):
+    from gpunet.kernels import conv as kernels
+
+    y2d, bias = rng.standard_normal((3, 2 * 4)), rng.standard_normal(3)
+    out = np.empty((2, 3, 4))
+    kernels.launch("conv_output", out.size, y2d, bias, out)
+    np.testing.assert_allclose(out, y2d.reshape(3, 2, 4).transpose(1, 0, 2) + bias[:, None])
+    moved = np.empty((3, 8))
+    kernels.launch("conv_grad_output", moved.size, out, moved)
+    np.testing.assert_array_equal(moved, out.transpose(1, 0, 2).reshape(3, 8))
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_pool_kernels_under_simulator(dtype, rng, monkeypatch):
+    from gpunet.kernels import pool as kernels
+
+    monkeypatch.setenv("GPUNET_KERNELS", "0")
+    shape, kernel, stride, padding = (1, 2, 5, 4), (3, 2), (2, 1), (1, 1)
+    x = rng.standard_normal(shape).astype(dtype)
+    y_ref, cache = pool_ops.max_pool2d(x, kernel, stride, padding)
+    y, argmax = np.empty(y_ref.shape, dtype=dtype), np.empty(y_ref.shape, dtype=np.int32)
+    kernels.launch_pool("max_forward", y.size, x, y, argmax, *kernel, *stride, *padding)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(argmax, cache.argmax)
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    dx = np.empty(shape, dtype=dtype)
+    kernels.launch_pool("max_backward", dx.size, grad, argmax, dx, *kernel, *stride, *padding)
+    _assert_close(dx, pool_ops.max_pool2d_backward(grad, cache), dtype)
+    avg_ref, avg_cache = pool_ops.avg_pool2d(x, kernel, stride, padding)
+    avg = np.empty(avg_ref.shape, dtype=dtype)
+    kernels.launch_pool("avg_forward", avg.size, x, avg, *kernel, *stride, *padding)
+    _assert_close(avg, avg_ref, dtype)
+    kernels.launch_pool("avg_backward", dx.size, grad, dx, *kernel, *stride, *padding)
+    _assert_close(dx, pool_ops.avg_pool2d_backward(grad, avg_cache), dtype)
