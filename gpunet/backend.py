@@ -43,6 +43,7 @@ class _State:
     host_rng: np.random.Generator = field(default_factory=np.random.default_rng)
     seed: int | None = None
     device_rng: Any = None
+    device_index: int | None = None  # set in code by set_device; else GPUNET_DEVICE
 
 
 _state = _State()
@@ -135,7 +136,7 @@ def _load_cupy() -> ModuleType:
         raise BackendError(f"CuPy is installed but no CUDA GPU is usable ({err})") from err
     if count == 0:
         raise BackendError("CuPy is installed but no CUDA GPU is visible")
-    index = _device_index(count)
+    index = _state.device_index if _state.device_index is not None else _device_index(count)
     cupy.cuda.Device(index).use()
     import array_api_compat.cupy
 
@@ -153,6 +154,29 @@ def _device_index(count: int) -> int:
             f"GPUNET_DEVICE={index} but {count} GPU(s) are visible (indices 0..{count - 1})"
         )
     return index
+
+
+def set_device(index: int) -> None:
+    """Use GPU ``index`` for the cupy backend from now on (overrides ``GPUNET_DEVICE``).
+
+    Raises:
+        BackendError: if CuPy is not usable or there is no GPU ``index``.
+    """
+    import_error = None
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:  # ImportError, CUDARuntimeError
+        import_error = err
+    if import_error is not None:
+        raise BackendError(f"set_device({index}): CuPy is not usable ({import_error})")
+    if not 0 <= index < count:
+        raise BackendError(
+            f"set_device({index}): {count} GPU(s) are visible (indices 0..{count - 1})"
+        )
+    _state.device_index = index
+    cupy.cuda.Device(index).use()
 
 
 def _device_description() -> str:

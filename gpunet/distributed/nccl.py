@@ -21,12 +21,17 @@ from typing import Any
 
 
 def select_device(local_rank: int) -> int:
-    """Use GPU ``local_rank % count`` in this process (one GPU per rank on a host)."""
+    """Use GPU ``local_rank % count`` in this process (one GPU per rank on a host).
+
+    Goes through ``backend.set_device`` so that the choice outlives a later
+    ``backend.set("cupy")`` and takes precedence over ``GPUNET_DEVICE``.
+    """
     import cupy
 
-    count = cupy.cuda.runtime.getDeviceCount()
-    index = local_rank % count
-    cupy.cuda.Device(index).use()
+    from gpunet import backend
+
+    index = local_rank % cupy.cuda.runtime.getDeviceCount()
+    backend.set_device(index)
     return index
 
 
