@@ -70,6 +70,21 @@ def crosscheck(session: nox.Session) -> None:
     session.run("pytest", "-m", "crosscheck", *session.posargs, env={"GPUNET_BACKEND": "numpy"})
 
 
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """Data-parallel training under ``mpirun -n 2`` (Open MPI from PyPI; root allowed)."""
+    session.install("-e", ".[test,distributed]")
+    session.run(
+        "pytest", "tests/test_distributed_mpi.py", *session.posargs,
+        env={
+            "GPUNET_BACKEND": "numpy",
+            "OMPI_ALLOW_RUN_AS_ROOT": "1",
+            "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+            "OMP_NUM_THREADS": "1",
+        },
+    )
+
+
 @nox.session(venv_backend="virtualenv")
 def bench(session: nox.Session) -> None:
     """The CPU benchmark suite: gpunet against PyTorch, interleaved rounds, medians."""
