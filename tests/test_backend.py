@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -28,7 +29,7 @@ def test_unknown_backend_from_environment_is_reported():
     code = "import gpunet; gpunet.backend.name()"
     run = subprocess.run(
         [sys.executable, "-c", code],
-        env={"GPUNET_BACKEND": "tensorflow", "PATH": ""},
+        env={**os.environ, "GPUNET_BACKEND": "tensorflow"},
         capture_output=True,
         text=True,
     )

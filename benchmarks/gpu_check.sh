@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The GPU check: the whole suite on the cupy backend, the examples on CUDA, and the GPU
+# benchmark against PyTorch with cuDNN. Needs no network: CuPy, Numba, numba-cuda,
+# PyTorch and pytest must be installed; array-api-compat (and array-api-strict) may come
+# as wheels in WHEEL_DIR.
+#
+#   benchmarks/gpu_check.sh OUT_DIR [WHEEL_DIR]
+#
+# Writes into OUT_DIR: info.txt, tests_cupy.log, examples_cupy.log, bench_gpu.txt,
+# bench_gpu.jsonl. Meant to finish within 8 minutes on one modern GPU.
+set -uo pipefail
+out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [WHEEL_DIR]}
+wheels=${2:-}
+cd "$(dirname "$0")/.."
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 GPUNET_BACKEND=cupy
+py=${PYTHON:-python3}
+
+if [ -n "$wheels" ]; then
+  site=/tmp/gpunet-site
+  "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" \
+    "$wheels"/array_api_compat-*.whl "$wheels"/array_api_strict-*.whl || exit 1
+  # numba-cuda releases lag NumPy: if numba.cuda cannot import with the NumPy here and a
+  # NumPy wheel was brought along, use that one (and say so).
+  if ! "$py" -c "from numba import cuda" 2>/dev/null && ls "$wheels"/numpy-*.whl >/dev/null 2>&1; then
+    echo "numba.cuda does not import with NumPy $("$py" -c 'import numpy; print(numpy.__version__)');" \
+         "using $(basename "$wheels"/numpy-*.whl)" | tee -a "$out/info.txt"
+    "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheels"/numpy-*.whl
+  fi
+  export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+else
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+{
+  date -u +"%Y-%m-%d %H:%M UTC"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  "$py" -m gpunet info
+  "$py" -c "import numpy, numba, cupy, torch; print('numpy', numpy.__version__, '| numba', numba.__version__, '| cupy', cupy.__version__, '| torch', torch.__version__)"
+} >>"$out/info.txt" 2>&1
+
+echo "== tests on cupy"
+timeout 300 "$py" -m pytest -q -x --timeout=120 -p no:cacheprovider -m "not crosscheck" \
+  tests >"$out/tests_cupy.log" 2>&1 || timeout 300 "$py" -m pytest -q -p no:cacheprovider \
+  -m "not crosscheck" tests >"$out/tests_cupy.log" 2>&1
+tail -n 3 "$out/tests_cupy.log"
+
+echo "== examples on cupy (--quick)"
+for example in examples/*.py; do
+  case $example in *distributed*) continue ;; esac
+  SECONDS=0
+  if timeout 120 "$py" "$example" --quick --out /tmp/gpunet-out >/tmp/example.log 2>&1; then
+    status=ok
+  else
+    status="FAILED: $(tail -n 3 /tmp/example.log | tr '\n' ' ')"
+  fi
+  printf '%-40s %4d s  %s\n' "$example" "$SECONDS" "$status" \
+    | tee -a "$out/examples_cupy.log"
+  grep -iE "accuracy|mse|loss" /tmp/example.log | tail -n 2 | sed 's/^/    /' >>"$out/examples_cupy.log"
+done
+
+echo "== GPU benchmark"
+timeout 240 "$py" -m benchmarks --device gpu --rounds 5 --seconds 0.3 \
+  --json "$out/bench_gpu.jsonl" 2>&1 | tee "$out/bench_gpu.txt"
