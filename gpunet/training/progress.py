@@ -31,6 +31,7 @@ class Progress:
         self._bar: Any = None
         self._running: Callable[[], dict[str, float]] | None = None
         self._last = 0.0
+        self._done = 0
 
     def epoch_begin(self, epoch: int, running: Callable[[], dict[str, float]]) -> None:
         """Start an epoch; ``running()`` returns the epoch's running numbers when asked."""
@@ -40,6 +41,7 @@ class Progress:
 
         self._running = running
         self._last = time.perf_counter()
+        self._done = 0
         self._bar = tqdm(
             total=self.steps,
             desc=f"Epoch {epoch + 1}/{self.epochs}",
@@ -54,6 +56,7 @@ class Progress:
         """Called after every batch; redraws the bar only when it is due."""
         if self._bar is None:
             return
+        self._done = batch + 1
         now = time.perf_counter()
         if now - self._last < REFRESH_SECONDS:
             return
@@ -70,7 +73,7 @@ class Progress:
             )
         if self._bar is not None:
             self._bar.set_postfix_str(format_logs(logs), refresh=False)
-            self._bar.update(self.steps - self._bar.n)
+            self._bar.update(self._done - self._bar.n)  # fewer than steps after a stop
             self.close()
 
     def close(self) -> None:
