@@ -137,7 +137,7 @@ def adam_at(i, p, g, m, v, v_max, hyper):
 # A parallel loop for large parameters; small ones (biases) run serially, because
 # waking the worker threads costs more than updating a few thousand numbers.
 
-PARALLEL_MIN_SIZE = 1 << 15
+PARALLEL_MIN_SIZE = 1 << 18
 
 
 @njit(parallel=True, cache=True)
