@@ -4,7 +4,8 @@ W1: an MLP 784-256-128-10 with ReLU, softmax cross-entropy, SGD, batches of 128 
 in a shuffled order from host (NumPy) data. Both loops batch the same way
 (``epoch_order`` + ``take_rows``) and run the same updates; ``fit`` adds its
 bookkeeping: device-side loss sums, callbacks dispatch, History. Rounds alternate
-between the two so that drifts in machine load hit both alike; medians of per-step time.
+between them, in a rotating order, so that drifts in machine load hit all alike; medians
+of per-step time.
 
     python benchmarks/fit_overhead.py [--rounds 9] [--steps 40]
 
@@ -96,9 +97,11 @@ def main() -> None:
     for run in runs.values():  # warm up: kernel compilation, allocator
         run()
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
-            times[name].append(timed(run) / args.steps)
+    names = list(runs)
+    for round_ in range(args.rounds):
+        # Rotate who goes first, so no loop always runs right after the same neighbour.
+        for name in names[round_ % 3 :] + names[: round_ % 3]:
+            times[name].append(timed(runs[name]) / args.steps)
     median = {name: statistics.median(values) for name, values in times.items()}
     print(
         json.dumps(
