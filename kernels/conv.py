@@ -32,7 +32,7 @@ THREADS_PER_BLOCK = 256
 # thread. The array library's BLAS keeps its own threads spinning between GEMMs, and a
 # threaded region waits for whichever of its threads shares a core with one: measured on
 # 2 cores, a CNN training step (W2) took 2.2x as long with threaded kernels and a batch
-# of inference (W6, 80 MB columns) 1.7x as long.
+# of inference (W6, 80 MB columns) 1.6x as long.
 PARALLEL_MIN_WORK = 1 << 27
 
 
