@@ -188,7 +188,7 @@ class Trainer:
         self.history: History | None = None
         self.epochs = 0
         self._totals: dict[str, Any] = {}
-        self._seen = 0
+        self._seen, self._step = 0, 1
         self._local_batch = batch_size
 
     def run(
@@ -270,7 +270,7 @@ class Trainer:
         count = n if order is None else len(order)
         step = count if self._local_batch is None else self._local_batch
         self._totals = {name: 0.0 for name in ("loss", *self.metrics)}
-        self._seen = 0
+        self._seen, self._step = 0, step
         progress.epoch_begin(epoch, self._running_logs)
         model.train()
         for batch, start in enumerate(range(0, count, step)):
@@ -300,16 +300,18 @@ class Trainer:
         return self._running_logs()
 
     def _accumulate(self, loss: Any, pred: Any, target: Any, size: int) -> None:
-        # Device-side sums: no host sync here.
-        totals = self._totals
-        totals["loss"] = totals["loss"] + loss * size
+        # Device-side sums, so no host sync here. Each batch mean counts size / step: a
+        # full batch adds its mean as it is, one kernel on a GPU instead of two.
+        totals, step = self._totals, self._step
+        totals["loss"] = totals["loss"] + (loss if size == step else loss * (size / step))
         for name, metric in self.metrics.items():
-            totals[name] = totals[name] + metric(pred, target) * size
+            value = metric(pred, target)
+            totals[name] = totals[name] + (value if size == step else value * (size / step))
         self._seen += size
 
     def _running_logs(self) -> dict[str, float]:
-        seen = max(self._seen, 1)
-        return {name: float(total) / seen for name, total in self._totals.items()}
+        scale = self._step / max(self._seen, 1)
+        return {name: float(total) * scale for name, total in self._totals.items()}
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Loss and metrics over ``(x, y)`` in inference mode (see ``evaluate``)."""

@@ -38,7 +38,7 @@ def accuracy(pred: Any, target: Any, threshold: float = 0.5) -> Any:
     pred_shape, target_shape = tuple(pred.shape), tuple(target.shape)
     if len(pred_shape) == 2 and pred_shape[1] > 1 and target_shape == pred_shape[:1]:
         predicted = xp.argmax(pred, axis=1)
-        hits = predicted == xp.astype(target, predicted.dtype)
+        hits = predicted == xp.astype(target, predicted.dtype, copy=False)
     elif pred_shape == target_shape and (
         len(pred_shape) == 1 or (len(pred_shape) == 2 and pred_shape[1] == 1)
     ):
