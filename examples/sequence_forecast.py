@@ -1,0 +1,130 @@
+"""One-step-ahead forecasting of the yearly sunspot numbers with an LSTM.
+
+The data (Wolf's yearly sunspot numbers, 1700-2008) ship inside statsmodels
+(``statsmodels.api.datasets.sunspots``), so the example runs offline:
+``pip install statsmodels`` (in gpunet's ``examples`` extra). The LSTM reads the last
+``WINDOW`` years and predicts the next one; it is trained on the years up to 1929 and
+tested, one step ahead, on the years after. The yardstick is the naive forecast "next
+year = this year", which is hard to beat on a series this persistent.
+
+    python examples/sequence_forecast.py           # 400 epochs
+    python examples/sequence_forecast.py --quick   # 150 epochs, under a minute
+
+Prints ``naive test rmse: X`` and ``lstm test rmse: Y`` and writes
+``OUT/sequence_forecast.png`` (forecast against truth on the test years).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import gpunet
+from gpunet.data import batches
+from gpunet.losses import MSE
+from gpunet.nn import LSTM, Dense, Sequential
+from gpunet.optim import Adam, clip_grad_norm
+
+WINDOW = 20
+LAST_TRAIN_YEAR = 1929
+
+
+def sunspots() -> tuple[np.ndarray, np.ndarray]:
+    """(years, yearly sunspot numbers) from statsmodels' bundled copy."""
+    try:
+        import statsmodels.api as sm
+    except ImportError:
+        raise SystemExit(
+            "sequence_forecast needs statsmodels for its data: pip install statsmodels"
+        ) from None
+    frame = sm.datasets.sunspots.load_pandas().data
+    return frame["YEAR"].to_numpy(dtype=int), frame["SUNACTIVITY"].to_numpy(dtype=np.float64)
+
+
+def windows(series: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (n, width, 1) of consecutive values and the value after each (n, 1)."""
+    n = len(series) - width
+    x = np.stack([series[i : i + width] for i in range(n)])[..., None]
+    return x.astype(np.float32), series[width:, None].astype(np.float32)
+
+
+def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((prediction - truth) ** 2)))
+
+
+def train_forecaster(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> Sequential:
+    """An LSTM(1, 32) -> Dense(32, 1) fitted by Adam on mini-batches of 32 windows."""
+    gpunet.seed(seed)
+    model = Sequential(LSTM(1, 32), Dense(32, 1))
+    loss_fn, optimizer = MSE(), Adam(model.parameters(), lr=5e-3)
+    for _ in range(epochs):
+        for xb, yb in batches(x, y, batch_size=32, shuffle=True):
+            loss_fn(model(xb), yb)
+            optimizer.zero_grad()
+            model.backward(loss_fn.backward())
+            clip_grad_norm(model.parameters(), 1.0)
+            optimizer.step()
+    return model
+
+
+def plot(years, truth, naive, forecast, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    ax.plot(years, truth, color="black", linewidth=1.5, label="observed")
+    ax.plot(years, naive, color="gray", linestyle="--", label="naive (last year)")
+    ax.plot(years, forecast, color="tab:red", label="LSTM, one step ahead")
+    ax.set_xlabel("year")
+    ax.set_ylabel("sunspot number")
+    ax.set_title("Yearly sunspots: one-step-ahead forecasts on the test years")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer epochs (under a minute)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("out"))
+    args = parser.parse_args()
+    epochs = args.epochs or (150 if args.quick else 400)
+
+    years, values = sunspots()
+    split = int(np.searchsorted(years, LAST_TRAIN_YEAR, side="right"))
+    scale = float(values[:split].max())  # from the training years only
+    x, y = windows(values / scale, WINDOW)
+    target_years = years[WINDOW:]
+    train = target_years <= LAST_TRAIN_YEAR
+    test = ~train
+    print(f"backend: {gpunet.backend.name()}")
+    print(
+        f"sunspots {years[0]}-{years[-1]}: {train.sum()} training targets (to "
+        f"{LAST_TRAIN_YEAR}), {test.sum()} test targets; window {WINDOW} years"
+    )
+
+    start = time.perf_counter()
+    model = train_forecaster(x[train], y[train], epochs, seed=args.seed)
+    forecast = gpunet.to_numpy(model(gpunet.asarray(x[test])))[:, 0] * scale
+    truth = y[test, 0] * scale
+    naive = x[test, -1, 0] * scale
+    print(f"trained {epochs} epochs in {time.perf_counter() - start:.1f} s")
+    print(f"naive test rmse: {rmse(naive, truth):.2f}")
+    print(f"lstm test rmse: {rmse(forecast, truth):.2f}")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "sequence_forecast.png"
+    plot(target_years[test], truth, naive, forecast, path)
+    print(f"forecast plot: {path}")
+
+
+if __name__ == "__main__":
+    main()
