@@ -289,7 +289,7 @@ def asarray(x: Any, dtype: Any = None) -> Any:
         dtype = DEFAULT_FLOAT if is_float else x.dtype
     target = resolve_dtype(dtype, ns)
     if on_host and current == "array_api_strict":
-        x = np.ascontiguousarray(x, dtype=_numpy_dtype(target))
+        x = np.asarray(x, dtype=_numpy_dtype(target), order="C")  # keeps 0-d arrays 0-d
     return ns.asarray(x, dtype=target)
 
 

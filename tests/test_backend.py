@@ -148,3 +148,8 @@ def test_info_command_reports_backend_and_cupy():
     assert "cupy:" in run.stdout
     assert "kernels:" in run.stdout
     assert "numba cache:" in run.stdout
+
+
+def test_asarray_keeps_zero_dimensional_arrays():
+    assert gpunet.asarray(np.array(2.5)).shape == ()
+    assert gpunet.asarray(np.array(3), dtype="float64").shape == ()
