@@ -70,7 +70,10 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
 
-    print(f"backend: {gpunet.backend.name()}; {len(x_train)} training images, 10% of them for validation")
+    print(
+        f"backend: {gpunet.backend.name()}; {len(x_train)} training images, "
+        "10% of them for validation"
+    )
     print(history.table())
     best = int(np.argmin(history["val_loss"]))
     print(f"trained {len(history)} epochs in {seconds:.1f} s; best val_loss at epoch {best + 1}")
