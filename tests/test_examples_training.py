@@ -32,7 +32,7 @@ def test_digits_mlp_quick(tmp_path):
     assert header == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "time"]
     assert 2 <= len(table) <= 12 and float(table[-1][1]) < float(table[0][1])
     accuracy = float(re.search(r"^test accuracy: (\d\.\d{4})$", out, re.MULTILINE).group(1))
-    assert accuracy >= 0.95
+    assert accuracy >= 0.93  # 12 epochs; the full run reaches >= 0.97
     reloaded = float(re.search(r"reloaded: test accuracy (\d\.\d{4})", out).group(1))
     assert reloaded == accuracy  # the checkpoint holds the restored best epoch
     png = tmp_path / "out" / "digits_mlp_curves.png"
