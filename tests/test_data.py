@@ -68,3 +68,9 @@ def test_lengths_and_batch_size_are_checked(data):
         next(batches(x, y, batch_size=0))
     with pytest.raises(ValueError, match="batch_size must be None or an int >= 1, got 2.5"):
         next(batches(x, y, batch_size=2.5))
+
+
+def test_unshuffled_device_arrays_are_sliced(data):
+    x = gpunet.asarray(data[0])
+    got = [gpunet.to_numpy(xb) for xb in batches(x, batch_size=4, shuffle=False)]
+    np.testing.assert_allclose(np.concatenate(got), data[0].astype(np.float32))

@@ -75,7 +75,7 @@ def take_rows(data: Any, index: np.ndarray | slice, dtype: Any = None) -> Any:
     Floating data becomes ``dtype`` (default float32); integer data keeps its type.
     """
     if isinstance(index, slice) or isinstance(data, np.ndarray):
-        rows = data[index]
+        rows = data[index, ...]  # the standard wants every axis named (no implicit tail)
     else:
         xp = backend.namespace(data)
         rows = xp.take(data, backend.asarray(index), axis=0)
