@@ -5,7 +5,9 @@ split (about 200 images), once on the images as they are and once on randomly sh
 and slightly rotated copies drawn afresh for every batch
 (``gpunet.data.augment``: ``RandomShift(1)`` and ``RandomRotation(10)``). Both runs
 start from the same initial weights and see the same number of updates; the test
-accuracy of each is printed, and a PNG shows a few augmented training images.
+accuracy of each is printed, and a PNG shows a few augmented training images. The
+gain shows in the full run (60 epochs; measured 0.960 without, 0.973 with); the quick
+run is too short for the augmented model to catch up.
 
     python examples/augmentation_cnn.py [--quick] [--out out]
 """

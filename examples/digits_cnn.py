@@ -94,7 +94,7 @@ def save_pictures(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 epochs instead of 40")
+    parser.add_argument("--quick", action="store_true", help="12 epochs instead of 40")
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +104,7 @@ def main() -> None:
     model = build_model()
     loss_fn = CrossEntropy()
     optimizer = Adam(model.parameters(), lr=2e-3)
-    epochs = 8 if args.quick else 40
+    epochs = 12 if args.quick else 40
     start = time.perf_counter()
     history = gpunet.fit(
         model,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import math
-import types
 import warnings
 
 import numba
@@ -49,32 +48,29 @@ def _jit(function, parallel):
 
 
 class CpuKernel:
-    """A CPU kernel compiled on first use, threaded (``prange``) for large work.
+    """A CPU kernel compiled on first use (``parallel=True``, ``prange``), cached on disk.
 
     Call it as ``kernel(work, *args)`` where ``work`` is the number of elements it
-    touches; small work runs a serial build of the same source. Each build has its own
-    on-disk cache entry (numba keys its cache by function name, not by flags).
+    touches; below ``PARALLEL_MIN_WORK`` it runs on the calling thread alone. (The same
+    parallel build on one thread measured faster than a ``parallel=False`` build: W2
+    51 ms against 64-71 ms per step on 2 cores.)
     """
 
     def __init__(self, function):
         self.function = function
-        self._builds = {}
+        self._build = None
 
     def __call__(self, work, *args):
-        parallel = work >= PARALLEL_MIN_WORK
-        build = self._builds.get(parallel)
-        if build is None:
-            build = self._builds[parallel] = _jit(self._source(parallel), parallel)
-        return build(*args)
-
-    def _source(self, parallel):
-        if parallel:
-            return self.function
-        f = self.function
-        serial = types.FunctionType(f.__code__, f.__globals__, f.__name__ + "_serial")
-        serial.__qualname__ = f.__qualname__ + "_serial"
-        serial.__module__ = f.__module__
-        return serial
+        if self._build is None:
+            self._build = _jit(self.function, parallel=True)
+        if work >= PARALLEL_MIN_WORK:
+            return self._build(*args)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return self._build(*args)
+        finally:
+            numba.set_num_threads(threads)
 
 
 def cpu_kernel(function):
