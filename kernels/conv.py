@@ -41,10 +41,13 @@ def _jit(function, parallel):
     Numba refuses ``cache=True`` when neither the source folder nor a user cache folder
     is writable (a read-only install); the kernel then compiles on each first use.
     """
+    # error_model="numpy": no zero-division checks in the index arithmetic (every
+    # divisor is a validated size or stride >= 1), so the inner loops can vectorise.
+    options = {"parallel": parallel, "error_model": "numpy"}
     try:
-        return numba.njit(parallel=parallel, cache=True)(function)
+        return numba.njit(cache=True, **options)(function)
     except RuntimeError:
-        return numba.njit(parallel=parallel, cache=False)(function)
+        return numba.njit(cache=False, **options)(function)
 
 
 class CpuKernel:
