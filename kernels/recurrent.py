@@ -41,8 +41,10 @@ import numpy as np
 from numba import cuda, njit, prange
 
 _THREADS = 256
-# Steps with fewer (batch x hidden) elements than this run single-threaded.
-_PARALLEL_MIN = 4096
+# Steps with fewer (batch x hidden) elements than this run single-threaded: on a small
+# shared CPU, waking the thread pool for every step of a sequence (while BLAS threads
+# still spin after the step's GEMM) cost far more than it saved at batch 64 x 128 units.
+_PARALLEL_MIN = 65536
 
 OPS = (
     "rnn_cell_forward",
@@ -389,8 +391,6 @@ def _run_cpu(op, arrays, relu=False):
     if arrays[state_position].size >= _PARALLEL_MIN:
         kernel(*args)
         return
-    # Waking the thread pool costs more than a small step's work (and much more on a
-    # loaded machine), so small steps run on the calling thread only.
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:

@@ -1,0 +1,86 @@
+"""The training step shared by W3 (LSTM) and W4 (tanh RNN): a recurrent layer over a
+batch of sequences, its last hidden state into Dense(hidden, 10), CrossEntropy, Adam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+STEPS, FEATURES, HIDDEN, CLASSES = 50, 32, 128, 10
+GATES = {"lstm": 4, "rnn": 1}
+
+
+def recurrent_flops(kind: str, batch: int) -> int:
+    """2*m*n*k per GEMM; each forward GEMM has two backward GEMMs of the same size
+    (input gradient and weight gradient)."""
+    width = GATES[kind] * HIDDEN
+    projection = 2 * batch * STEPS * FEATURES * width  # all steps in one GEMM
+    recurrent = 2 * batch * STEPS * HIDDEN * width  # one GEMM per step
+    head = 2 * batch * HIDDEN * CLASSES
+    return 3 * (projection + recurrent + head)
+
+
+def _data(batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, STEPS, FEATURES)).astype(np.float32)
+    return x, rng.integers(0, CLASSES, batch)
+
+
+def build_recurrent(kind: str, framework: str, device: str, batch: int) -> Callable[[], None]:
+    """One training step of ``kind`` ("lstm" or "rnn") in gpunet or PyTorch."""
+    x, y = _data(batch)
+    if framework == "gpunet":
+        return _gpunet_step(kind, device, x, y)
+    return _torch_step(kind, device, x, y)
+
+
+def _gpunet_step(kind: str, device: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    import gpunet
+    from gpunet.losses import CrossEntropy
+    from gpunet.nn import LSTM, RNN, Dense, Sequential
+    from gpunet.optim import Adam
+
+    gpunet.seed(0)
+    layer = LSTM(FEATURES, HIDDEN) if kind == "lstm" else RNN(FEATURES, HIDDEN)
+    model = Sequential(layer, Dense(HIDDEN, CLASSES))
+    loss_fn, optimizer = CrossEntropy(), Adam(model.parameters(), lr=1e-3)
+    xb, yb = gpunet.asarray(x), gpunet.asarray(y)
+    if device == "gpu":
+        import cupy
+
+        sync = cupy.cuda.get_current_stream().synchronize
+    else:
+        sync = lambda: None  # noqa: E731
+
+    def step() -> None:
+        loss_fn(model(xb), yb)
+        optimizer.zero_grad()
+        model.backward(loss_fn.backward())
+        optimizer.step()
+        sync()
+
+    return step
+
+
+def _torch_step(kind: str, device: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
+    import torch
+
+    dev = "cuda" if device == "gpu" else "cpu"
+    torch.manual_seed(0)
+    cls = torch.nn.LSTM if kind == "lstm" else torch.nn.RNN
+    layer = cls(FEATURES, HIDDEN, batch_first=True).to(dev)
+    head = torch.nn.Linear(HIDDEN, CLASSES).to(dev)
+    params = list(layer.parameters()) + list(head.parameters())
+    loss_fn, optimizer = torch.nn.CrossEntropyLoss(), torch.optim.Adam(params, lr=1e-3)
+    xb, yb = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+
+    def torch_step() -> None:
+        optimizer.zero_grad()
+        out, _ = layer(xb)
+        loss_fn(head(out[:, -1]), yb).backward()
+        optimizer.step()
+        sync()
+
+    return torch_step
