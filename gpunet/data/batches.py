@@ -52,7 +52,7 @@ def batches(
         raise ValueError(f"batches: batch_size must be None or an int >= 1, got {batch_size}")
     order = epoch_order(n, shuffle, seed) if shuffle else None
     for start in range(0, n, batch_size):
-        stop = start + batch_size
+        stop = min(start + batch_size, n)  # the standard leaves out-of-bounds stops undefined
         index = slice(start, stop) if order is None else order[start:stop]
         xb = take_rows(x, index, dtype)
         if y is None:
