@@ -4,7 +4,8 @@ Fixtures:
     xp: the array namespace of the backend under test (reset and seeded per test).
     tol: tolerances per dtype, in one place.
 Markers: gpu (needs CuPy and a GPU), cudasim (needs NUMBA_ENABLE_CUDASIM=1, set before
-numba is imported, as the nox session does), slow, crosscheck (needs PyTorch).
+numba is imported, as the nox session does), slow, crosscheck (needs PyTorch). The
+example scripts (tests/test_examples*.py) run in the numpy session only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cudasim = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
     has_torch = importlib.util.find_spec("torch") is not None
     for item in items:
+        if item.path.name.startswith("test_examples") and BACKEND != "numpy":
+            item.add_marker(
+                pytest.mark.skip(reason="examples run in the numpy session (tests-numpy)")
+            )
         if gpu_problem and (BACKEND == "cupy" or item.get_closest_marker("gpu")):
             item.add_marker(pytest.mark.skip(reason=f"no usable GPU: {gpu_problem}"))
         if item.get_closest_marker("gpu") and BACKEND != "cupy":
