@@ -27,7 +27,13 @@ def current_stream() -> Any:
 
 
 def device_arrays(*arrays: Any) -> tuple[Any, ...]:
-    """Numba device-array views of CuPy arrays, with no host synchronisation."""
+    """Kernel arguments with every CuPy array viewed as a Numba device array, unsynchronised.
+
+    Scalars, tuples and NumPy arrays (the CUDA simulator's inputs) pass unchanged.
+    """
     from numba import cuda
 
-    return tuple(cuda.as_cuda_array(array, sync=False) for array in arrays)
+    return tuple(
+        cuda.as_cuda_array(arg, sync=False) if type(arg).__module__.startswith("cupy") else arg
+        for arg in arrays
+    )

@@ -24,6 +24,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from ._cuda import current_stream, device_arrays
+
 THREADS_PER_BLOCK = 256
 
 
@@ -362,15 +364,7 @@ def launch(name, size, *args, stream=0, kernels=None):
     with warnings.catch_warnings():
         # Small batches launch few blocks; numba's low-occupancy warning says nothing new.
         warnings.filterwarnings("ignore", message=".*under-utilization")
-        table[name][blocks, THREADS_PER_BLOCK, stream](*args)
-
-
-def current_stream():
-    """CuPy's current stream, for numba launches."""
-    import cupy
-    from numba import cuda
-
-    return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+        table[name][blocks, THREADS_PER_BLOCK, stream](*device_arrays(*args))
 
 
 def launch_im2col(x, col, kernel_size, stride, padding, dilation, stream=0):

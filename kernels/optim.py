@@ -23,6 +23,8 @@ import math
 import numpy as np
 from numba import cuda, njit, prange
 
+from ._cuda import current_stream, device_arrays
+
 _THREADS = 256
 
 
@@ -383,6 +385,7 @@ def _launch(kernel, arrays, scalars, stream):
     # Small parameters (biases) get one small block rather than 256 mostly idle threads.
     threads = _THREADS if size >= _THREADS else max(32, -(-size // 32) * 32)
     blocks = (size + threads - 1) // threads
+    flat = device_arrays(*flat)
     if stream is None:
         kernel[blocks, threads](*flat, scalars)
     else:
@@ -426,29 +429,23 @@ def launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, stream=None
     )
 
 
-def _cupy_stream():
-    import cupy
-
-    return cuda.external_stream(cupy.cuda.get_current_stream().ptr)
-
-
 def sgd_cuda(param, grad, momentum_buffer, **hyper):
     """SGD step in place on CuPy arrays, on CuPy's current stream."""
-    launch_sgd(param, grad, momentum_buffer, stream=_cupy_stream(), **hyper)
+    launch_sgd(param, grad, momentum_buffer, stream=current_stream(), **hyper)
 
 
 def adagrad_cuda(param, grad, state_sum, **hyper):
     """Adagrad step in place on CuPy arrays, on CuPy's current stream."""
-    launch_adagrad(param, grad, state_sum, stream=_cupy_stream(), **hyper)
+    launch_adagrad(param, grad, state_sum, stream=current_stream(), **hyper)
 
 
 def rmsprop_cuda(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
     """RMSprop step in place on CuPy arrays, on CuPy's current stream."""
     launch_rmsprop(
-        param, grad, square_avg, grad_avg, momentum_buffer, stream=_cupy_stream(), **hyper
+        param, grad, square_avg, grad_avg, momentum_buffer, stream=current_stream(), **hyper
     )
 
 
 def adam_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
     """Adam/AdamW step in place on CuPy arrays, on CuPy's current stream."""
-    launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, stream=_cupy_stream(), **hyper)
+    launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, stream=current_stream(), **hyper)

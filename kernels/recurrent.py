@@ -40,6 +40,8 @@ import numba
 import numpy as np
 from numba import cuda, njit, prange
 
+from ._cuda import current_stream, device_arrays
+
 _THREADS = 256
 # Steps with fewer (batch x hidden) elements than this run single-threaded: on a small
 # shared CPU, waking the thread pool for every step of a sequence (while BLAS threads
@@ -412,7 +414,7 @@ def launch(op, *arrays, relu=False, stream=None):
     kernel, state_position = _KERNELS[op][1], _KERNELS[op][3]
     n_batch, hidden = arrays[state_position].shape
     blocks = max(1, (n_batch * hidden + _THREADS - 1) // _THREADS)
-    args = _arguments(op, arrays, relu, lambda a: a)
+    args = device_arrays(*_arguments(op, arrays, relu, lambda a: a))
     if stream is None:
         kernel[blocks, _THREADS](*args)
     else:
@@ -422,7 +424,7 @@ def launch(op, *arrays, relu=False, stream=None):
 def _run_cuda(op, arrays, relu=False):
     import cupy
 
-    stream = cuda.external_stream(cupy.cuda.get_current_stream().ptr)
+    stream = current_stream()
     n_inputs = _KERNELS[op][2]
     inputs = tuple(cupy.ascontiguousarray(a) for a in arrays[:n_inputs])
     launch(op, *inputs, *arrays[n_inputs:], relu=relu, stream=stream)
