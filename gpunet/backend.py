@@ -400,6 +400,13 @@ def kernel(op: str, namespace_: ModuleType) -> Any:
     """The Numba kernel for ``op`` on this namespace, or None (then use the reference)."""
     if not kernels_enabled():
         return None
-    from gpunet import kernels
+    key = (op, namespace_.__name__)
+    if key not in _KERNEL_CACHE:
+        from gpunet import kernels
 
-    return kernels.lookup(op, namespace_)
+        _KERNEL_CACHE[key] = kernels.lookup(op, namespace_)
+    return _KERNEL_CACHE[key]
+
+
+# (op, namespace name) -> kernel or None; asked on every call of an op, so remembered
+_KERNEL_CACHE: dict[tuple[str, str], Any] = {}

@@ -449,3 +449,10 @@ def rmsprop_cuda(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
 def adam_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
     """Adam/AdamW step in place on CuPy arrays, on CuPy's current stream."""
     launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, stream=current_stream(), **hyper)
+
+
+# Below this many elements the reference update (a few NumPy calls) beats the ~15 us
+# of argument handling a fused CPU call costs; the optimizer reads it as ``min_size``.
+CPU_MIN_SIZE = 1024
+for _wrapper in (sgd_cpu, adagrad_cpu, rmsprop_cpu, adam_cpu):
+    _wrapper.min_size = CPU_MIN_SIZE

@@ -85,7 +85,9 @@ class Optimizer:
         if self.kernel_op is None:
             return None
         fused = backend.kernel(self.kernel_op, backend.namespace(param.data))
-        if fused is None:
+        # A kernel may declare the size below which its call overhead outweighs the
+        # work (the CPU ones do: a few array ops on a bias are cheaper than a launch).
+        if fused is None or param.data.size < getattr(fused, "min_size", 0):
             return None
         arrays = (param.data, param.grad, *state_arrays)
         dtype = param.data.dtype
