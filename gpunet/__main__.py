@@ -46,8 +46,19 @@ def _kernel_status(name: str) -> str:
         return "off (GPUNET_KERNELS=0): reference array-API code is used"
     if name == "array_api_strict":
         return "off: array_api_strict runs the reference code only"
+    from gpunet import kernels
+
+    if name == "cupy":
+        try:
+            from numba import cuda
+
+            usable = cuda.is_available()
+        except Exception as err:  # numba-cuda missing, or built for another NumPy
+            return f"NOT usable: numba.cuda does not import ({err!r}); set GPUNET_KERNELS=0"
+        if not usable:
+            return "NOT usable: numba.cuda sees no GPU; set GPUNET_KERNELS=0"
     target = "CUDA (numba.cuda)" if name == "cupy" else "CPU (numba njit)"
-    return f"on, {target}"
+    return f"on, {target}: {', '.join(sorted(kernels.available()))}"
 
 
 def _numba_cache_dir() -> str:
