@@ -404,8 +404,22 @@ def kernel(op: str, namespace_: ModuleType) -> Any:
     if key not in _KERNEL_CACHE:
         from gpunet import kernels
 
+        if kernels.target_of(namespace_) == "cuda":
+            _check_numba_cuda()
+
         _KERNEL_CACHE[key] = kernels.lookup(op, namespace_)
     return _KERNEL_CACHE[key]
+
+
+def _check_numba_cuda() -> None:
+    try:
+        from numba import cuda  # noqa: F401
+    except Exception as err:  # numba-cuda missing, or built against another NumPy
+        raise BackendError(
+            f"the CUDA kernels need numba.cuda, which does not import here ({err!r}); "
+            f"install numba-cuda for this NumPy ({np.__version__}), or set GPUNET_KERNELS=0 "
+            f"to run on CuPy's own operations"
+        ) from err
 
 
 # (op, namespace name) -> kernel or None; asked on every call of an op, so remembered
