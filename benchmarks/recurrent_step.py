@@ -4,8 +4,11 @@ batch of sequences, its last hidden state into Dense(hidden, 10), CrossEntropy, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
+
+from benchmarks.steps import gpunet_train_step, torch_train_step
 
 STEPS, FEATURES, HIDDEN, CLASSES = 50, 32, 128, 10
 GATES = {"lstm": 4, "rnn": 1}
@@ -45,22 +48,9 @@ def _gpunet_step(kind: str, device: str, x: np.ndarray, y: np.ndarray) -> Callab
     layer = LSTM(FEATURES, HIDDEN) if kind == "lstm" else RNN(FEATURES, HIDDEN)
     model = Sequential(layer, Dense(HIDDEN, CLASSES))
     loss_fn, optimizer = CrossEntropy(), Adam(model.parameters(), lr=1e-3)
-    xb, yb = gpunet.asarray(x), gpunet.asarray(y)
-    if device == "gpu":
-        import cupy
-
-        sync = cupy.cuda.get_current_stream().synchronize
-    else:
-        sync = lambda: None  # noqa: E731
-
-    def step() -> None:
-        loss_fn(model(xb), yb)
-        optimizer.zero_grad()
-        model.backward(loss_fn.backward())
-        optimizer.step()
-        sync()
-
-    return step
+    return gpunet_train_step(
+        model, loss_fn, optimizer, gpunet.asarray(x), gpunet.asarray(y), device
+    )
 
 
 def _torch_step(kind: str, device: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
@@ -74,13 +64,9 @@ def _torch_step(kind: str, device: str, x: np.ndarray, y: np.ndarray) -> Callabl
     params = list(layer.parameters()) + list(head.parameters())
     loss_fn, optimizer = torch.nn.CrossEntropyLoss(), torch.optim.Adam(params, lr=1e-3)
     xb, yb = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
 
-    def torch_step() -> None:
-        optimizer.zero_grad()
-        out, _ = layer(xb)
-        loss_fn(head(out[:, -1]), yb).backward()
-        optimizer.step()
-        sync()
+    def model(sequences: Any) -> Any:
+        out, _ = layer(sequences)
+        return head(out[:, -1])
 
-    return torch_step
+    return torch_train_step(model, loss_fn, optimizer, xb, yb, device)

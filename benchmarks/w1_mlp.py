@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.steps import gpunet_train_step, torch_train_step
+
 NAME = "W1"
 DESCRIPTION = "MLP 784-256-128-10 ReLU, CrossEntropy, Adam: train step"
 DEFAULT_BATCH = {"cpu": 128, "gpu": 128}
@@ -34,17 +36,9 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
         gpunet.seed(0)
         model = Sequential(Dense(784, 256), ReLU(), Dense(256, 128), ReLU(), Dense(128, 10))
         loss_fn, optimizer = CrossEntropy(), Adam(model.parameters(), lr=1e-3)
-        xb, yb = gpunet.asarray(x), gpunet.asarray(y)
-        sync = _gpunet_sync(device)
-
-        def step() -> None:
-            loss_fn(model(xb), yb)
-            optimizer.zero_grad()
-            model.backward(loss_fn.backward())
-            optimizer.step()
-            sync()
-
-        return step
+        return gpunet_train_step(
+            model, loss_fn, optimizer, gpunet.asarray(x), gpunet.asarray(y), device
+        )
     import torch
 
     dev = "cuda" if device == "gpu" else "cpu"
@@ -58,20 +52,4 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
     ).to(dev)
     loss_fn, optimizer = torch.nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=1e-3)
     xb, yb = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
-
-    def torch_step() -> None:
-        optimizer.zero_grad()
-        loss_fn(model(xb), yb).backward()
-        optimizer.step()
-        sync()
-
-    return torch_step
-
-
-def _gpunet_sync(device: str) -> Callable[[], None]:
-    if device != "gpu":
-        return lambda: None
-    import cupy
-
-    return lambda: cupy.cuda.get_current_stream().synchronize()
+    return torch_train_step(model, loss_fn, optimizer, xb, yb, device)

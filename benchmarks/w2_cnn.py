@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.steps import gpunet_train_step, torch_train_step
+
 NAME = "W2"
 DESCRIPTION = "CNN training step (2 conv + 2 max-pool + 2 dense, Adam), input 1x28x28"
 DEFAULT_BATCH = {"cpu": 64, "gpu": 256}
@@ -70,24 +72,7 @@ def _build_gpunet(device: str, batch: int) -> Callable[[], None]:
     optimizer = Adam(model.parameters(), lr=1e-3)
     x_host, y_host = _data(batch)
     x, y = gpunet.asarray(x_host), gpunet.asarray(y_host)
-    sync = _gpunet_sync(device)
-
-    def step() -> None:
-        optimizer.zero_grad()
-        loss_fn(model(x), y)
-        model.backward(loss_fn.backward())
-        optimizer.step()
-        sync()
-
-    return step
-
-
-def _gpunet_sync(device: str) -> Callable[[], None]:
-    if device != "gpu":
-        return lambda: None
-    import cupy
-
-    return lambda: cupy.cuda.get_current_stream().synchronize()
+    return gpunet_train_step(model, loss_fn, optimizer, x, y, device)
 
 
 def _build_torch(device: str, batch: int) -> Callable[[], None]:
@@ -105,12 +90,4 @@ def _build_torch(device: str, batch: int) -> Callable[[], None]:
     loss_fn = nn.CrossEntropyLoss()
     x_host, y_host = _data(batch)
     x, y = torch.from_numpy(x_host).to(dev), torch.from_numpy(y_host).to(dev)
-    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
-
-    def step() -> None:
-        optimizer.zero_grad()
-        loss_fn(model(x), y).backward()
-        optimizer.step()
-        sync()
-
-    return step
+    return torch_train_step(model, loss_fn, optimizer, x, y, device)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.w1_mlp import _gpunet_sync
+from benchmarks.steps import gpunet_train_step, torch_train_step
 
 NAME = "W5"
 DESCRIPTION = "XOR 2-8-1 tanh/sigmoid, BCE, SGD: train step (overhead)"
@@ -32,17 +32,9 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
         gpunet.seed(0)
         model = Sequential(Dense(2, 8), Tanh(), Dense(8, 1), Sigmoid())
         loss_fn, optimizer = BinaryCrossEntropy(), SGD(model.parameters(), lr=0.5)
-        xb, yb = gpunet.asarray(x), gpunet.asarray(y)
-        sync = _gpunet_sync(device)
-
-        def step() -> None:
-            loss_fn(model(xb), yb)
-            optimizer.zero_grad()
-            model.backward(loss_fn.backward())
-            optimizer.step()
-            sync()
-
-        return step
+        return gpunet_train_step(
+            model, loss_fn, optimizer, gpunet.asarray(x), gpunet.asarray(y), device
+        )
     import torch
 
     dev = "cuda" if device == "gpu" else "cpu"
@@ -52,12 +44,4 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
     ).to(dev)
     loss_fn, optimizer = torch.nn.BCELoss(), torch.optim.SGD(model.parameters(), lr=0.5)
     xb, yb = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
-    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
-
-    def torch_step() -> None:
-        optimizer.zero_grad()
-        loss_fn(model(xb), yb).backward()
-        optimizer.step()
-        sync()
-
-    return torch_step
+    return torch_train_step(model, loss_fn, optimizer, xb, yb, device)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from benchmarks.steps import gpunet_sync, torch_sync
 from benchmarks.w2_cnn import _CONVS, _DENSES
 
 NAME = "W6"
@@ -29,7 +30,6 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
     x_host = np.random.default_rng(0).standard_normal((batch, 1, 28, 28)).astype(np.float32)
     if framework == "gpunet":
         import gpunet
-        from benchmarks.w2_cnn import _gpunet_sync
         from gpunet.nn import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
 
         gpunet.backend.set("cupy" if device == "gpu" else "numpy")
@@ -40,7 +40,7 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
             Flatten(), Dense(1568, 128), ReLU(), Dense(128, 10),
         ).eval()  # fmt: skip
         x = gpunet.asarray(x_host)
-        sync = _gpunet_sync(device)
+        sync = gpunet_sync(device)
 
         def forward() -> None:
             model(x)
@@ -59,7 +59,7 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
             nn.Flatten(), nn.Linear(1568, 128), nn.ReLU(), nn.Linear(128, 10),
         ).to(dev).eval()  # fmt: skip
         x = torch.from_numpy(x_host).to(dev)
-        sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+        sync = torch_sync(device)
 
         def forward() -> None:
             with torch.no_grad():
