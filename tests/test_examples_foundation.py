@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_example(name: str, *args: str, cwd: Path) -> str:
-    """Run an example script in a subprocess; returns what it printed."""
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout
+from tests.example_runner import EXAMPLES, run_example
 
 
 def test_xor_example_solves_the_table(tmp_path):

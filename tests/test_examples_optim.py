@@ -3,23 +3,8 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_example(name: str, tmp_path: Path) -> str:
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), "--quick", "--out", str(tmp_path)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout
+from tests.example_runner import run_example
 
 
 def table(out: str, pattern: str) -> dict[str, tuple[float, ...]]:
@@ -30,7 +15,7 @@ def table(out: str, pattern: str) -> dict[str, tuple[float, ...]]:
 
 
 def test_optimizers_example(tmp_path):
-    out = run_example("optimizers.py", tmp_path)
+    out = run_example("optimizers.py", "--quick", "--out", str(tmp_path), cwd=tmp_path)
     rows = table(out, r"^(\w+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$")
     assert set(rows) == {"SGD", "Momentum", "Nesterov", "Adagrad", "RMSprop", "Adam", "AdamW"}
     for name, (_loss, accuracy, _seconds, _distance) in rows.items():
@@ -43,7 +28,7 @@ def test_optimizers_example(tmp_path):
 
 
 def test_regularization_example(tmp_path):
-    out = run_example("regularization.py", tmp_path)
+    out = run_example("regularization.py", "--quick", "--out", str(tmp_path), cwd=tmp_path)
     rows = table(out, r"^(none|L1|L2|dropout|augmentation|early stopping)\s+(\d+)\s+([\d.]+)"
                       r"\s+([\d.]+)\s+(-?[\d.]+)$")  # fmt: skip
     assert len(rows) == 6
@@ -56,7 +41,7 @@ def test_regularization_example(tmp_path):
 
 
 def test_gradient_flow_example(tmp_path):
-    out = run_example("gradient_flow.py", tmp_path)
+    out = run_example("gradient_flow.py", "--quick", "--out", str(tmp_path), cwd=tmp_path)
     ratios = {
         m.group(1): (float(m.group(2)), float(m.group(3)))
         for m in re.finditer(

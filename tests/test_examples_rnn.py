@@ -2,41 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-# Both examples train hundreds of steps through 20-50 time steps; on the reference
-# backends (array-api-strict) that takes many minutes, so they run in the numpy session.
-pytestmark = pytest.mark.skipif(
-    os.environ.get("GPUNET_BACKEND", "numpy") not in ("numpy", "cupy"),
-    reason="the examples are run on the numpy and cupy backends",
-)
-
-
-def run_example(name: str, *args: str, cwd: Path) -> str:
-    """Run an example script in a subprocess; returns what it printed."""
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout
-
-
-def number(pattern: str, text: str) -> float:
-    match = re.search(pattern, text)
-    assert match, f"{pattern!r} not found in:\n{text}"
-    return float(match.group(1))
+from tests.example_runner import number, run_example
 
 
 def test_adding_problem_lstm_solves_what_the_rnn_cannot(tmp_path):

@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def run_example(name: str, *args: str, cwd: Path) -> str:
-    """Run an example script in a subprocess on the backend under test; returns stdout."""
-    run = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "GPUNET_BACKEND": os.environ.get("GPUNET_BACKEND", "numpy")},
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout
+from tests.example_runner import run_example
 
 
 def test_digits_mlp_quick(tmp_path):
