@@ -18,33 +18,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from digits import load_split
+from digits_cnn import build_model
 
 import gpunet
 from gpunet.data.augment import Compose, RandomRotation, RandomShift
 from gpunet.losses import CrossEntropy
-from gpunet.nn import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
+from gpunet.nn import Sequential
 from gpunet.optim import Adam
 
 FRACTION = 0.15
-
-
-def load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The digits split of the gpunet examples, as (N, 1, 8, 8) images in [0, 1]."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = sklearn_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    return train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
-
-
-def build_model() -> Sequential:
-    return Sequential(
-        Conv2D(1, 32, 3, padding=1), BatchNorm2D(32), ReLU(),
-        Conv2D(32, 32, 3, padding=1), BatchNorm2D(32), ReLU(), MaxPool2D(2),
-        Conv2D(32, 64, 3, padding=1), BatchNorm2D(64), ReLU(), MaxPool2D(2),
-        Flatten(), Dense(64 * 2 * 2, 10),
-    )  # fmt: skip
 
 
 def train(x: np.ndarray, y: np.ndarray, epochs: int, augment) -> Sequential:
@@ -88,7 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    x_train, x_test, y_train, y_test = load_digits()
+    x_train, x_test, y_train, y_test = load_split(images=True)
     keep = np.random.default_rng(0).permutation(len(x_train))[: int(FRACTION * len(x_train))]
     x_small, y_small = x_train[keep], y_train[keep]
     epochs = 15 if args.quick else 60

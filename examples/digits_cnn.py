@@ -18,22 +18,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digits import load_split
 
 import gpunet
 from gpunet.data.augment import RandomShift
 from gpunet.losses import CrossEntropy
 from gpunet.nn import BatchNorm2D, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Sequential
 from gpunet.optim import Adam
-
-
-def load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The digits split of the gpunet examples, as (N, 1, 8, 8) images in [0, 1]."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = sklearn_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    return train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
 
 
 def build_model() -> Sequential:
@@ -99,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    x_train, x_test, y_train, y_test = load_digits()
+    x_train, x_test, y_train, y_test = load_split(images=True)
     gpunet.seed(0)
     model = build_model()
     loss_fn = CrossEntropy()

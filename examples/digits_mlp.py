@@ -17,22 +17,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digits import load_split
 
 import gpunet
 from gpunet.callbacks import EarlyStopping, ModelCheckpoint
 from gpunet.losses import CrossEntropy
 from gpunet.nn import Dense, ReLU, Sequential
 from gpunet.optim import Adam
-
-
-def load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The digits split every gpunet example uses, pixels scaled to [0, 1]."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = sklearn_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    return train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
 
 
 def build_model() -> Sequential:
@@ -47,7 +38,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint_path = args.out / "digits_mlp.safetensors"
 
-    x_train, x_test, y_train, y_test = load_digits()
+    x_train, x_test, y_train, y_test = load_split()
     gpunet.seed(0)
     model = build_model()
     loss_fn = CrossEntropy()

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digits import load_split
 
 import gpunet
 from gpunet.data import batches
@@ -29,16 +30,6 @@ from gpunet.optim import SGD
 
 # mode -> (batch_size, learning rate): larger batches average away noise and take a larger lr
 MODES = {"batch": (None, 0.5), "stochastic": (1, 0.01), "mini-batch": (32, 0.1)}
-
-
-def load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The digits split every gpunet example uses, pixels scaled to [0, 1]."""
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = sklearn_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    return train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
 
 
 def train(mode: str, data: tuple, epochs: int) -> dict:
@@ -107,7 +98,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out"))
     args = parser.parse_args()
     epochs = 3 if args.quick else 20
-    data = load_digits()
+    data = load_split()
     results = {mode: train(mode, data, epochs) for mode in MODES}
     print(f"backend: {gpunet.backend.name()}; {epochs} epochs of {len(data[0])} samples")
     print(f"{'mode':<12}{'batch':>7}{'updates':>9}{'seconds':>9}{'final loss':>12}{'test acc':>10}")

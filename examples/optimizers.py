@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from digits import load_split
 
 import gpunet
 from gpunet import optim
@@ -39,15 +40,6 @@ OPTIMIZERS = {
     "AdamW": (optim.AdamW, {"lr": 2e-3, "weight_decay": 1e-2}, {"lr": 5e-2, "weight_decay": 0}),
 }
 START = (-1.5, 2.0)
-
-
-def load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
-
-    x, y = sklearn_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    return train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
 
 
 def train_on_digits(name: str, epochs: int, data: tuple) -> dict:
@@ -124,7 +116,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     epochs, steps = (8, 1500) if args.quick else (40, 3000)
 
-    data = load_digits()
+    data = load_split()
     print(f"backend: {gpunet.backend.name()}; digits MLP 64-64-10, {epochs} epochs, batch 32")
     print(f"{'optimizer':<10} {'final_loss':>10} {'test_acc':>9} {'time_s':>7} {'rosen_dist':>10}")
     results, paths = {}, {}
