@@ -6,7 +6,7 @@ Sessions:
                             skips with a message where no NVIDIA GPU is present)
     cudasim                 the CUDA kernels on the CPU under Numba's CUDA simulator
     crosscheck              layers and optimizers against PyTorch (CPU)
-    distributed             data-parallel training under mpirun -n 2
+    distributed             data-parallel training under mpirun -n 2 (also in tests-numpy)
     bench                   the CPU benchmark suite against PyTorch (not in the default run)
 """
 
@@ -45,6 +45,10 @@ def tests(session: nox.Session, backend: str) -> None:
                 f"GPU; on one, this session installs gpunet[{CUDA_EXTRA}] and runs the suite"
             )
         session.install("-e", f".[test,{CUDA_EXTRA}]")
+    elif backend == "numpy":
+        # mpi4py and Open MPI are small wheels: the numpy session also runs the
+        # two-rank tests under mpirun (the distributed session runs them alone)
+        session.install("-e", ".[test,distributed]")
     else:
         session.install("-e", ".[test]")
     session.run("pytest", *session.posargs, env={"GPUNET_BACKEND": backend})
