@@ -21,7 +21,7 @@ from gpunet.optim import SGD
 
 INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 TARGETS = np.array([[0], [1], [1], [0]], dtype=np.float32)
-HIDDEN, LR, STEPS = 4, 0.5, 2000
+HIDDEN, LR, STEPS = 4, 0.5, 1000
 
 
 def train_xor(seed: int, steps: int = STEPS) -> tuple[np.ndarray, float]:
