@@ -156,25 +156,31 @@ def _device_index(count: int) -> int:
     return index
 
 
+def device_count() -> int:
+    """How many CUDA GPUs CuPy sees (0 where CuPy is missing or no GPU is usable)."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount())
+    except Exception:  # ImportError, CUDARuntimeError: no usable GPU here
+        return 0
+
+
 def set_device(index: int) -> None:
     """Use GPU ``index`` for the cupy backend from now on (overrides ``GPUNET_DEVICE``).
 
     Raises:
         BackendError: if CuPy is not usable or there is no GPU ``index``.
     """
-    import_error = None
-    try:
-        import cupy
-
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as err:  # ImportError, CUDARuntimeError
-        import_error = err
-    if import_error is not None:
-        raise BackendError(f"set_device({index}): CuPy is not usable ({import_error})")
+    count = device_count()
+    if count == 0:
+        raise BackendError(f"set_device({index}): no CUDA GPU is usable through CuPy here")
     if not 0 <= index < count:
         raise BackendError(
             f"set_device({index}): {count} GPU(s) are visible (indices 0..{count - 1})"
         )
+    import cupy
+
     _state.device_index = index
     cupy.cuda.Device(index).use()
 

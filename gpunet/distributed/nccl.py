@@ -26,11 +26,9 @@ def select_device(local_rank: int) -> int:
     Goes through ``backend.set_device`` so that the choice outlives a later
     ``backend.set("cupy")`` and takes precedence over ``GPUNET_DEVICE``.
     """
-    import cupy
-
     from gpunet import backend
 
-    index = local_rank % cupy.cuda.runtime.getDeviceCount()
+    index = local_rank % backend.device_count()
     backend.set_device(index)
     return index
 
