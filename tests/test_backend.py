@@ -153,3 +153,9 @@ def test_info_command_reports_backend_and_cupy():
 def test_asarray_keeps_zero_dimensional_arrays():
     assert gpunet.asarray(np.array(2.5)).shape == ()
     assert gpunet.asarray(np.array(3), dtype="float64").shape == ()
+
+
+@pytest.mark.skipif(backend.device_count() > 0, reason="a GPU is usable here")
+def test_set_device_without_a_gpu_says_so():
+    with pytest.raises(backend.BackendError, match=r"set_device\(0\): no CUDA GPU is usable"):
+        backend.set_device(0)
