@@ -72,6 +72,54 @@ def _max_backward_cpu(grad, argmax, dx, kw, sh, sw, ph, pw):
 
 
 @cpu_kernel
+def _max2x2_forward_cpu(x, y, argmax):
+    # The common case (2x2 windows, stride 2, no padding, even H and W): the windows
+    # tile the input, so no bounds checks; taps and tie-breaking as _max_forward_cpu.
+    n_count, c_count = x.shape[0], x.shape[1]
+    oh_count, ow_count = y.shape[2], y.shape[3]
+    for task in prange(n_count * c_count):
+        n = task // c_count
+        c = task - n * c_count
+        for oh in range(oh_count):
+            top = x[n, c, 2 * oh]
+            bottom = x[n, c, 2 * oh + 1]
+            for ow in range(ow_count):
+                best = top[2 * ow]
+                tap = 0
+                if top[2 * ow + 1] > best:
+                    best = top[2 * ow + 1]
+                    tap = 1
+                if bottom[2 * ow] > best:
+                    best = bottom[2 * ow]
+                    tap = 2
+                if bottom[2 * ow + 1] > best:
+                    best = bottom[2 * ow + 1]
+                    tap = 3
+                y[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = tap
+
+
+@cpu_kernel
+def _max2x2_backward_cpu(grad, argmax, dx):
+    # Every input element lies in exactly one window: write all four, no zero-fill pass.
+    n_count, c_count = dx.shape[0], dx.shape[1]
+    oh_count, ow_count = grad.shape[2], grad.shape[3]
+    for task in prange(n_count * c_count):
+        n = task // c_count
+        c = task - n * c_count
+        for oh in range(oh_count):
+            top = dx[n, c, 2 * oh]
+            bottom = dx[n, c, 2 * oh + 1]
+            for ow in range(ow_count):
+                g = grad[n, c, oh, ow]
+                tap = argmax[n, c, oh, ow]
+                top[2 * ow] = g if tap == 0 else 0
+                top[2 * ow + 1] = g if tap == 1 else 0
+                bottom[2 * ow] = g if tap == 2 else 0
+                bottom[2 * ow + 1] = g if tap == 3 else 0
+
+
+@cpu_kernel
 def _avg_forward_cpu(x, y, kh, kw, sh, sw, ph, pw):
     n_count, c_count, h_count, w_count = x.shape
     oh_count, ow_count = y.shape[2], y.shape[3]
@@ -130,17 +178,34 @@ def max_pool2d_forward_cpu(x, kernel_size, stride, padding):
     shape = _output_shape(x.shape, kernel_size, stride, padding)
     y = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.int32)
-    _max_forward_cpu(x.size, np.ascontiguousarray(x), y, argmax, *kernel_size, *stride, *padding)
+    x = np.ascontiguousarray(x)
+    if _tiles_by_2x2(x.shape, kernel_size, stride, padding):
+        _max2x2_forward_cpu(x.size, x, y, argmax)
+    else:
+        _max_forward_cpu(x.size, x, y, argmax, *kernel_size, *stride, *padding)
     return y, argmax
 
 
 def max_pool2d_backward_cpu(grad, argmax, x_shape, kernel_size, stride, padding):
     """The input gradient of max-pool: each output's gradient goes to its argmax."""
     dx = np.empty(tuple(x_shape), dtype=grad.dtype)
-    _max_backward_cpu(
-        dx.size, np.ascontiguousarray(grad), argmax, dx, kernel_size[1], *stride, *padding
-    )
+    grad = np.ascontiguousarray(grad)
+    if _tiles_by_2x2(x_shape, kernel_size, stride, padding):
+        _max2x2_backward_cpu(dx.size, grad, argmax, dx)
+    else:
+        _max_backward_cpu(dx.size, grad, argmax, dx, kernel_size[1], *stride, *padding)
     return dx
+
+
+def _tiles_by_2x2(x_shape, kernel_size, stride, padding):
+    """2x2 windows at stride 2 without padding over an even-sized input."""
+    return (
+        tuple(kernel_size) == (2, 2)
+        and tuple(stride) == (2, 2)
+        and tuple(padding) == (0, 0)
+        and x_shape[-2] % 2 == 0
+        and x_shape[-1] % 2 == 0
+    )
 
 
 def avg_pool2d_forward_cpu(x, kernel_size, stride, padding):

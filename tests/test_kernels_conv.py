@@ -201,3 +201,24 @@ def test_cuda_pool_kernels_under_simulator(dtype, rng, monkeypatch):
     _assert_close(avg, avg_ref, dtype)
     kernels.launch_pool("avg_backward", dx.size, grad, dx, *kernel, *stride, *padding)
     _assert_close(dx, pool_ops.avg_pool2d_backward(grad, avg_cache), dtype)
+
+
+@pytest.mark.skipif(backend.name() != "numpy", reason="the CPU kernels take NumPy arrays")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_2x2_fast_path_equals_the_general_kernel(dtype):
+    from gpunet.kernels import pool
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 6, 8)).astype(dtype)
+    x[0, 0, :2, :2] = 1.0  # a tie: the first tap wins on both paths
+    y, argmax = pool.max_pool2d_forward_cpu(x, (2, 2), (2, 2), (0, 0))
+    y_general, argmax_general = np.empty_like(y), np.empty_like(argmax)
+    pool._max_forward_cpu(x.size, x, y_general, argmax_general, 2, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(y, y_general)
+    np.testing.assert_array_equal(argmax, argmax_general)
+    assert argmax[0, 0, 0, 0] == 0
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    dx = pool.max_pool2d_backward_cpu(grad, argmax, x.shape, (2, 2), (2, 2), (0, 0))
+    dx_general = np.empty_like(x)
+    pool._max_backward_cpu(x.size, grad, argmax, dx_general, 2, 2, 2, 0, 0)
+    np.testing.assert_array_equal(dx, dx_general)
