@@ -51,8 +51,8 @@ def relu(x: Any) -> Any:
 
 
 def relu_backward(grad: Any, x: Any, y: Any) -> Any:
-    xp = namespace(x)
-    return xp.where(x > 0, grad, xp.zeros_like(grad))
+    # A multiply by the 0/1 mask: NumPy's where() is several times slower on large arrays.
+    return grad * _positive_mask(x, grad.dtype)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
@@ -61,7 +61,13 @@ def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
 
 
 def leaky_relu_backward(grad: Any, x: Any, y: Any, negative_slope: float = 0.01) -> Any:
-    return namespace(x).where(x > 0, grad, negative_slope * grad)
+    # slope + (1 - slope) * mask is 1 where x > 0 and the slope elsewhere
+    return grad * (negative_slope + (1 - negative_slope) * _positive_mask(x, grad.dtype))
+
+
+def _positive_mask(x: Any, dtype: Any) -> Any:
+    """1 where x > 0, else 0, in ``dtype``."""
+    return namespace(x).astype(x > 0, dtype)
 
 
 def softplus(x: Any) -> Any:
