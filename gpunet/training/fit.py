@@ -425,11 +425,9 @@ def _check_finite(caller: str, label: str, data: Any) -> None:
 
 
 def _rows(data: Any, start: int, stop: int, dtype: Any) -> Any:
-    """Rows ``start:stop`` of ``data`` on the device, in ``dtype`` if floating."""
-    if isinstance(data, np.ndarray):
-        return take_rows(data, slice(start, stop), dtype)  # a view, then one transfer
-    # On the device a gather: a plain slice of an n-d array is not array-API indexing.
-    return take_rows(data, np.arange(start, stop), dtype)
+    """Rows ``start:stop`` of ``data`` on the device (a view where possible), in ``dtype``
+    if floating."""
+    return take_rows(data, slice(start, stop), dtype)
 
 
 def _model_dtype(model: Any) -> Any:
