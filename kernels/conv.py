@@ -87,6 +87,16 @@ def cpu_kernel(function):
 
 
 @numba.njit(inline="always")
+def unravel_nchw(index, c_count, h_count, w_count):
+    """``(n, c, h, w)`` of flat position ``index`` in a C-ordered (N, C, H, W) array."""
+    w = index % w_count
+    h = (index // w_count) % h_count
+    c = (index // (w_count * h_count)) % c_count
+    n = index // (w_count * h_count * c_count)
+    return n, c, h, w
+
+
+@numba.njit(inline="always")
 def input_coord(out_index, tap, stride, pad, dilation):
     """The input coordinate that kernel tap ``tap`` of window ``out_index`` reads."""
     return out_index * stride - pad + tap * dilation
@@ -306,10 +316,7 @@ def cuda_kernels():
         n_count, c_count, h_count, w_count = dx.shape
         if index >= n_count * c_count * h_count * w_count:
             return
-        iw = index % w_count
-        ih = (index // w_count) % h_count
-        c = (index // (w_count * h_count)) % c_count
-        n = index // (w_count * h_count * c_count)
+        n, c, ih, iw = unravel_nchw(index, c_count, h_count, w_count)
         total = 0.0
         for i in range(kh):
             oh = output_coord(ih, i, sh, ph, dh, oh_count)

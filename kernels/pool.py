@@ -18,7 +18,15 @@ import math
 import numpy as np
 from numba import prange
 
-from .conv import cpu_kernel, current_stream, geometry, input_coord, launch, output_coord
+from .conv import (
+    cpu_kernel,
+    current_stream,
+    geometry,
+    input_coord,
+    launch,
+    output_coord,
+    unravel_nchw,
+)
 
 _NO_DILATION = (1, 1)
 
@@ -242,10 +250,7 @@ def cuda_kernels():
         n_count, c_count, oh_count, ow_count = y.shape
         if index >= n_count * c_count * oh_count * ow_count:
             return
-        ow = index % ow_count
-        oh = (index // ow_count) % oh_count
-        c = (index // (ow_count * oh_count)) % c_count
-        n = index // (ow_count * oh_count * c_count)
+        n, c, oh, ow = unravel_nchw(index, c_count, oh_count, ow_count)
         best = -math.inf
         best_tap = -1
         for i in range(kh):
@@ -269,10 +274,7 @@ def cuda_kernels():
         n_count, c_count, h_count, w_count = dx.shape
         if index >= n_count * c_count * h_count * w_count:
             return
-        iw = index % w_count
-        ih = (index // w_count) % h_count
-        c = (index // (w_count * h_count)) % c_count
-        n = index // (w_count * h_count * c_count)
+        n, c, ih, iw = unravel_nchw(index, c_count, h_count, w_count)
         total = 0.0
         for i in range(kh):
             oh = output_coord(ih, i, sh, ph, 1, grad.shape[2])
@@ -290,10 +292,7 @@ def cuda_kernels():
         n_count, c_count, oh_count, ow_count = y.shape
         if index >= n_count * c_count * oh_count * ow_count:
             return
-        ow = index % ow_count
-        oh = (index // ow_count) % oh_count
-        c = (index // (ow_count * oh_count)) % c_count
-        n = index // (ow_count * oh_count * c_count)
+        n, c, oh, ow = unravel_nchw(index, c_count, oh_count, ow_count)
         total = 0.0
         for i in range(kh):
             ih = input_coord(oh, i, sh, ph, 1)
@@ -311,10 +310,7 @@ def cuda_kernels():
         n_count, c_count, h_count, w_count = dx.shape
         if index >= n_count * c_count * h_count * w_count:
             return
-        iw = index % w_count
-        ih = (index // w_count) % h_count
-        c = (index // (w_count * h_count)) % c_count
-        n = index // (w_count * h_count * c_count)
+        n, c, ih, iw = unravel_nchw(index, c_count, h_count, w_count)
         total = 0.0
         for i in range(kh):
             oh = output_coord(ih, i, sh, ph, 1, grad.shape[2])
