@@ -59,31 +59,54 @@ def _assert_close(actual, expected, dtype):
     )
 
 
+def _conv_both_paths(x, weight, bias, geometry, grad, monkeypatch, input_grad=True):
+    """``conv2d`` forward and backward on the kernel path, then on the reference."""
+    results = []
+    for kernels_on in ("1", "0"):
+        with monkeypatch.context() as patch:
+            patch.setenv("GPUNET_KERNELS", kernels_on)
+            workspace = {}
+            y, cache = conv_ops.conv2d(x, weight, bias, *geometry, workspace=workspace)
+            assert cache.fast == (kernels_on == "1")
+            grads = conv_ops.conv2d_backward(grad, cache, weight, input_grad, workspace)
+            results.append((y, *grads))
+    return results
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @SETTINGS
-@given(geometry=conv_geometries())
-def test_im2col_and_col2im_kernels_match_reference(dtype, geometry, rng):
-    shape, *rest = geometry
-    im2col, col2im = _kernel("im2col"), _kernel("col2im")
+@given(geometry=conv_geometries(), channels=st.integers(1, 5), with_bias=st.booleans())
+def test_conv2d_kernels_match_reference(dtype, geometry, channels, with_bias, rng, monkeypatch):
+    _kernel("conv2d_forward")
+    shape, kernel, *rest = geometry
     x = _array(rng, shape, dtype)
-    col = im2col(x, *rest)
-    np.testing.assert_array_equal(gpunet.to_numpy(col), gpunet.to_numpy(conv_ops.im2col(x, *rest)))
-    grad = _array(rng, tuple(col.shape), dtype)
-    _assert_close(col2im(grad, shape, *rest), conv_ops.col2im(grad, shape, *rest), dtype)
+    weight = _array(rng, (channels, shape[1], *kernel), dtype)
+    bias = _array(rng, (channels,), dtype) if with_bias else None
+    out_hw = conv_ops.output_hw(shape[2:], kernel, *rest)
+    grad = _array(rng, (shape[0], channels, *out_hw), dtype)
+    fast, reference = _conv_both_paths(x, weight, bias, rest, grad, monkeypatch)
+    for actual, expected in zip(fast, reference, strict=True):
+        _assert_close(actual, expected, dtype)
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_layout_kernels_match_reference(dtype, rng):
-    xp = backend.xp()
-    to_nchw, from_nchw = _kernel("conv_output"), _kernel("conv_grad_output")
-    y2d, bias = _array(rng, (5, 3 * 7), dtype), _array(rng, (5,), dtype)
-    expected = xp.permute_dims(xp.reshape(y2d, (5, 3, 7)), (1, 0, 2)) + xp.reshape(bias, (1, 5, 1))
-    _assert_close(to_nchw(y2d, bias, 3), expected, dtype)
-    grad = _array(rng, (3, 5, 7), dtype)
-    moved, bias_grad = from_nchw(grad)
-    expected = xp.reshape(xp.permute_dims(grad, (1, 0, 2)), (5, 21))
-    _assert_close(moved, expected, dtype)
-    _assert_close(bias_grad, xp.sum(expected, axis=1), dtype)
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_conv2d_kernels_over_many_blocks(input_grad, rng, monkeypatch):
+    """A batch split into several blocks of images (the last one shorter) on the CPU."""
+    from gpunet.kernels import conv as conv_kernels
+
+    _kernel("conv2d_forward")
+    monkeypatch.setattr(conv_kernels, "BLOCK_BYTES", 3 * 6 * 6 * 3 * 3 * 2 * 8)  # 3 images
+    geometry = ((1, 1), (1, 1), (1, 1))
+    x = _array(rng, (8, 2, 6, 6), "float64")
+    weight, bias = _array(rng, (4, 2, 3, 3), "float64"), _array(rng, (4,), "float64")
+    grad = _array(rng, (8, 4, 6, 6), "float64")
+    fast, reference = _conv_both_paths(x, weight, bias, geometry, grad, monkeypatch, input_grad)
+    assert (fast[1] is None) == (not input_grad)
+    for actual, expected in zip(fast, reference, strict=True):
+        if expected is not None and actual is not None:
+            _assert_close(actual, expected, "float64")
+    if not input_grad:
+        assert reference[1] is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -115,25 +138,17 @@ def test_pool_kernels_match_reference(dtype, geometry, rng, monkeypatch):
 
 
 def test_threaded_kernels_match_reference(rng, monkeypatch):
-    """The threaded builds, which run only above a work size, forced on a small input."""
+    """The threaded pooling builds, which run only above a work size, forced on a small input."""
     from gpunet.kernels import conv as conv_kernels
 
+    _kernel("max_pool2d_forward")
     monkeypatch.setattr(conv_kernels, "PARALLEL_MIN_WORK", 1024)
-    im2col, col2im = _kernel("im2col"), _kernel("col2im")
-    geometry = ((3, 1), (1, 1), (1, 0), (2, 1))
     x = _array(rng, (2, 3, 12, 16), "float32")
-    col = im2col(x, *geometry)
-    assert col.shape[0] * col.shape[1] >= 1024
-    np.testing.assert_array_equal(
-        gpunet.to_numpy(col), gpunet.to_numpy(conv_ops.im2col(x, *geometry))
-    )
-    _assert_close(
-        col2im(col, x.shape, *geometry), conv_ops.col2im(col, x.shape, *geometry), "float32"
-    )
-    y, cache = pool_ops.max_pool2d(x, (2, 2), (2, 2), (0, 0))
+    assert x.size >= 1024
+    y, cache = pool_ops.max_pool2d(x, (3, 2), (2, 2), (1, 0))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GPUNET_KERNELS", "0")
-        y_ref, cache_ref = pool_ops.max_pool2d(x, (2, 2), (2, 2), (0, 0))
+        y_ref, cache_ref = pool_ops.max_pool2d(x, (3, 2), (2, 2), (1, 0))
         dx_ref = pool_ops.max_pool2d_backward(y, cache_ref)
     np.testing.assert_array_equal(gpunet.to_numpy(y), gpunet.to_numpy(y_ref))
     _assert_close(pool_ops.max_pool2d_backward(y, cache), dx_ref, "float32")
@@ -163,6 +178,31 @@ def test_cuda_conv_kernels_under_simulator(case, dtype, rng):
     dx = np.empty(shape, dtype=dtype)
     kernels.launch_col2im(grad, dx, *geometry)
     _assert_close(dx, conv_ops.col2im(grad, shape, *geometry), dtype)
+
+
+@pytest.mark.cudasim
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_cuda_conv2d_under_simulator(input_grad, rng):
+    """The CUDA forward and backward (im2col, GEMM, layout moves, col2im) on NumPy arrays."""
+    from gpunet.kernels import conv as kernels
+
+    geometry = ((2, 1), (1, 0), (1, 2))
+    x, weight = rng.standard_normal((2, 2, 4, 5)), rng.standard_normal((3, 2, 2, 2))
+    bias = rng.standard_normal(3)
+    y, col = kernels.gemm_conv2d_forward(np, 0, x, weight, bias, *geometry, {})
+    y_ref, col_ref = conv_ops._reference_forward(x, weight, bias, *geometry)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    grad = rng.standard_normal(y.shape)
+    fast = kernels.gemm_conv2d_backward(
+        np, 0, grad, col, weight, x.shape, *geometry, input_grad, {}
+    )
+    cache = conv_ops.ConvCache(col_ref, x.shape, *geometry, fast=False)
+    reference = conv_ops.conv2d_backward(grad, cache, weight, input_grad)
+    for actual, expected in zip(fast, reference, strict=True):
+        if expected is None:
+            assert actual is None
+        else:
+            np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.cudasim

@@ -98,4 +98,3 @@ def softmax_backward(grad: Any, x: Any, y: Any, axis: int = -1) -> Any:
     """The Jacobian-vector product of softmax: y * (grad - sum(grad * y))."""
     xp = namespace(y)
     return y * (grad - xp.sum(grad * y, axis=axis, keepdims=True))
-

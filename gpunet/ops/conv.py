@@ -1,4 +1,4 @@
-"""2-D convolution as im2col + one GEMM, forward and backward.
+"""2-D convolution as im2col + GEMM, forward and backward.
 
 With ``K = C*kh*kw`` and ``P = OH*OW``, the input is unfolded into the column matrix
 ``col (K, N*P)`` (``im2col``) and the convolution is the single GEMM
@@ -9,9 +9,10 @@ With ``K = C*kh*kw`` and ``P = OH*OW``, the input is unfolded into the column ma
     d col    = weight.T @ g     d x    = col2im(d col)   (the adjoint of im2col)
 
 The reference path below is pure array-API code (it runs on array-api-strict) and is the
-oracle of the Numba kernels in ``gpunet.kernels.conv``, which replace im2col, col2im and
-the two layout moves on NumPy and CuPy; the GEMMs are always the array library's
-(BLAS / cuBLAS). ``GPUNET_KERNELS=0`` forces the reference.
+oracle of the Numba kernels in ``gpunet.kernels.conv`` (ops ``conv2d_forward`` and
+``conv2d_backward``), which replace it on NumPy and CuPy. The GEMMs are always the array
+library's (BLAS / cuBLAS); on the CPU the kernels unfold and multiply a cache-sized block
+of images at a time. ``GPUNET_KERNELS=0`` forces the reference.
 
 The window helpers here (``pad2d``, ``windows``, ``place``) also serve pooling.
 """
@@ -28,7 +29,7 @@ from gpunet.backend import namespace
 
 Pair = tuple[int, int]
 
-for _op in ("im2col", "col2im", "conv_output", "conv_grad_output"):
+for _op in ("conv2d_forward", "conv2d_backward"):
     kernels.register(_op, "conv")
 
 
@@ -192,19 +193,12 @@ def col2im(
 class ConvCache:
     """What ``conv2d_backward`` needs from the forward pass."""
 
-    col: Any
+    saved: Any  # the reference's column matrix, or what the kernel keeps
     x_shape: tuple
     stride: Pair
     padding: Pair
     dilation: Pair
     fast: bool  # the Numba kernels were used
-
-
-def _fast_ops(xp: Any) -> dict[str, Any] | None:
-    found = {
-        op: backend.kernel(op, xp) for op in ("im2col", "col2im", "conv_output", "conv_grad_output")
-    }
-    return found if all(found.values()) else None
 
 
 def conv2d(
@@ -216,41 +210,42 @@ def conv2d(
     dilation: Pair = (1, 1),
     workspace: dict | None = None,
 ) -> tuple[Any, ConvCache]:
-    """2-D cross-correlation (PyTorch's ``conv2d``) as im2col + one GEMM.
+    """2-D cross-correlation (PyTorch's ``conv2d``) as im2col + GEMM.
 
     Args:
         x: input ``(N, C, H, W)``.
         weight: ``(O, C, kh, kw)``.
         bias: ``(O,)`` or None.
         stride, padding, dilation: ``(h, w)`` pairs.
-        workspace: a dict the caller keeps between calls; the kernel path reuses the
-            column buffer in it while shapes repeat (default None: no reuse).
+        workspace: a dict the caller keeps between calls; the kernel path reuses its
+            buffers in it while shapes repeat (default None: no reuse).
 
     Returns:
         ``(y, cache)``: ``y`` of shape ``(N, O, OH, OW)`` and what backward needs.
     """
+    xp = namespace(x, weight)
+    fast = backend.kernel("conv2d_forward", xp)
+    if fast is not None:
+        y, saved = fast(x, weight, bias, stride, padding, dilation, workspace)
+    else:
+        y, saved = _reference_forward(x, weight, bias, stride, padding, dilation)
+    return y, ConvCache(saved, tuple(x.shape), stride, padding, dilation, fast is not None)
+
+
+def _reference_forward(
+    x: Any, weight: Any, bias: Any, stride: Pair, padding: Pair, dilation: Pair
+) -> tuple[Any, Any]:
     xp = namespace(x, weight)
     n, _, h, w = x.shape
     o = weight.shape[0]
     kernel_size = (weight.shape[2], weight.shape[3])
     out = output_hw((h, w), kernel_size, stride, padding, dilation)
     w2d = xp.reshape(weight, (o, math.prod(weight.shape[1:])))
-    fast = _fast_ops(xp)
-    if fast is not None:
-        buffer = workspace.get("col") if workspace is not None else None
-        col = fast["im2col"](x, kernel_size, stride, padding, dilation, out=buffer)
-        if workspace is not None:
-            workspace["col"] = col
-        if bias is None:
-            bias = xp.zeros((o,), dtype=x.dtype)
-        y = fast["conv_output"](w2d @ col, bias, n)
-    else:
-        col = im2col(x, kernel_size, stride, padding, dilation)
-        y = xp.permute_dims(xp.reshape(w2d @ col, (o, n, out[0] * out[1])), (1, 0, 2))
-        if bias is not None:
-            y = y + xp.reshape(bias, (1, o, 1))
-    y = xp.reshape(y, (n, o, out[0], out[1]))
-    return y, ConvCache(col, tuple(x.shape), stride, padding, dilation, fast is not None)
+    col = im2col(x, kernel_size, stride, padding, dilation)
+    y = xp.permute_dims(xp.reshape(w2d @ col, (o, n, out[0] * out[1])), (1, 0, 2))
+    if bias is not None:
+        y = y + xp.reshape(bias, (1, o, 1))
+    return xp.reshape(y, (n, o, out[0], out[1])), col
 
 
 def conv2d_backward(
@@ -267,28 +262,27 @@ def conv2d_backward(
         cache: from the forward pass.
         weight: the weight used in the forward pass.
         input_grad: compute ``d x`` (default True; False returns None for it and skips
-            the col2im, as for a network's first layer).
+            its GEMM and col2im, as for a network's first layer).
         workspace: as in ``conv2d``.
     """
     xp = namespace(grad_out, weight)
+    geometry = (cache.x_shape, cache.stride, cache.padding, cache.dilation)
+    if cache.fast:
+        fast = backend.kernel("conv2d_backward", xp)
+        return fast(grad_out, cache.saved, weight, *geometry, input_grad, workspace)
     n, o = grad_out.shape[0], grad_out.shape[1]
     kernel_size = (weight.shape[2], weight.shape[3])
     grad3 = xp.reshape(grad_out, (n, o, grad_out.shape[2] * grad_out.shape[3]))
-    fast = _fast_ops(xp) if cache.fast else None
-    if fast is not None:
-        buffer = workspace.get("grad") if workspace is not None else None
-        g, bias_grad = fast["conv_grad_output"](grad3, out=buffer)
-        if workspace is not None:
-            workspace["grad"] = g
-    else:
-        g = xp.reshape(xp.permute_dims(grad3, (1, 0, 2)), (o, -1))
-        bias_grad = xp.sum(g, axis=1)
-    weight_grad = xp.reshape(g @ xp.matrix_transpose(cache.col), weight.shape)
+    g = xp.reshape(xp.permute_dims(grad3, (1, 0, 2)), (o, -1))
+    bias_grad = xp.sum(g, axis=1)
+    weight_grad = xp.reshape(g @ xp.matrix_transpose(cache.saved), weight.shape)
     if not input_grad:
         return None, weight_grad, bias_grad
     w2d = xp.reshape(weight, (o, math.prod(weight.shape[1:])))
     col_grad = xp.matrix_transpose(w2d) @ g
-    args = (cache.x_shape, kernel_size, cache.stride, cache.padding, cache.dilation)
-    if fast is not None:
-        return fast["col2im"](col_grad, *args), weight_grad, bias_grad
-    return col2im(col_grad, *args), weight_grad, bias_grad
+    x_shape, stride, padding, dilation = geometry
+    return (
+        col2im(col_grad, x_shape, kernel_size, stride, padding, dilation),
+        weight_grad,
+        bias_grad,
+    )
