@@ -72,3 +72,33 @@ def test_saturated_values_are_exact():
 def test_log_softmax_is_stable():
     x = gpunet.asarray(np.array([[1000.0, 0.0, -1000.0]]), dtype="float64")
     np.testing.assert_allclose(gpunet.to_numpy(F.log_softmax(x)), [[0.0, -1000.0, -2000.0]])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_relu_kernels_match_reference(dtype, rng, monkeypatch):
+    """The one-pass ReLU kernels against the reference, NaN and infinities included."""
+    xp = gpunet.backend.xp()
+    if gpunet.backend.kernel("relu_forward", xp) is None:
+        pytest.skip(f"no ReLU kernel on backend {gpunet.backend.name()}")
+    values = rng.standard_normal((3, 4, 5, 6))
+    values.flat[:5] = [np.nan, np.inf, -np.inf, 0.0, -0.0]
+    x = gpunet.asarray(values, dtype=dtype)
+    grad = gpunet.asarray(rng.standard_normal(values.shape), dtype=dtype)
+    x_t = xp.permute_dims(x, (0, 1, 3, 2))  # a non-contiguous input
+    grad_t = xp.permute_dims(grad, (0, 1, 3, 2))
+    fast = [
+        F.relu(x),
+        F.relu_backward(grad, x, None),
+        F.relu(x_t),
+        F.relu_backward(grad_t, x_t, None),
+    ]
+    monkeypatch.setenv("GPUNET_KERNELS", "0")
+    reference = [
+        F.relu(x),
+        F.relu_backward(grad, x, None),
+        F.relu(x_t),
+        F.relu_backward(grad_t, x_t, None),
+    ]
+    for actual, expected in zip(fast, reference, strict=True):
+        assert actual.shape == expected.shape and actual.dtype == expected.dtype
+        np.testing.assert_array_equal(gpunet.to_numpy(actual), gpunet.to_numpy(expected))
