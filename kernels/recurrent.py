@@ -9,7 +9,10 @@ into the gradients of the gate pre-activations, which the caller feeds to GEMMs.
 The math of one element is written once, as ``@njit(inline="always")`` scalar helpers
 returning tuples, and called from a CPU kernel (``@njit(parallel=True, cache=True)``,
 prange over the batch rows, each row's hidden units in a plain loop) and a CUDA kernel
-(``@cuda.jit``, one thread per (row, unit) element).
+(``@cuda.jit``, one thread per (row, unit) element). Their ``sigmoid_scalar`` and
+``tanh_scalar`` compile, per target and type, to the exact exp-based forms (float64, and
+everything on CUDA) or to a float32 form built from multiplies and adds that LLVM
+vectorises on the CPU.
 ``gpunet/ops/recurrent.py`` holds the pure array-API reference of the same math, which
 is the test oracle.
 
@@ -39,6 +42,8 @@ import math
 import numba
 import numpy as np
 from numba import cuda, njit, prange
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 from ._cuda import current_stream, device_arrays
 
@@ -62,7 +67,7 @@ OPS = (
 
 
 @njit(inline="always")
-def sigmoid_scalar(x):
+def _sigmoid_exact(x):
     """1 / (1 + exp(-x)), from exp(-|x|) so that it never overflows.
 
     Both halves are computed and one selected, so there is no branch to mispredict.
@@ -73,7 +78,7 @@ def sigmoid_scalar(x):
 
 
 @njit(inline="always")
-def tanh_scalar(x):
+def _tanh_exact(x):
     """tanh(x) from one exp(-2|x|), which never overflows; about 4x cheaper than the
     libm tanh. A short series near 0 keeps the relative error at rounding level."""
     a = abs(x)
@@ -83,6 +88,96 @@ def tanh_scalar(x):
     t = math.exp(-2.0 * a)
     y = (1.0 - t) / (1.0 + t)
     return y if x >= 0 else -y
+
+
+# float32 on the CPU: exp, tanh and sigmoid from multiplies and adds only, so that LLVM
+# vectorises the cell loops (8 lanes with AVX2); a call to libm's exp keeps a loop
+# scalar. exp(x) = 2^k * e^r with k = round(x / ln 2) and |r| <= ln(2) / 2, e^r by its
+# Taylor series to r^7 (truncation below 5e-9) and 2^k written straight into the
+# exponent bits. Relative error against float64: exp 7e-8, tanh 1.7e-7, sigmoid 1.2e-7
+# (float32 rounding is 6e-8). On 32768 values: exp 3x, tanh 2.8x faster than libm/NumPy.
+_f32 = np.float32
+_LOG2E = _f32(1.4426950408889634)
+_LN2_HI, _LN2_LO = _f32(0.693359375), _f32(-2.12194440e-4)  # hi + lo = ln 2, hi exact
+_ROUND = _f32(1.5 * 2**23)  # adding and subtracting it rounds to an integer
+_EXP_MIN, _EXP_MAX = _f32(-87.0), _f32(88.0)  # 2^k stays a normal float32
+_ONE, _TWO = _f32(1.0), _f32(2.0)
+_INV_FACTORIAL = tuple(_f32(1.0 / math.factorial(n)) for n in range(8))
+_F2, _F3, _F4, _F5, _F6, _F7 = _INV_FACTORIAL[2:]
+# tanh(x) = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 for |x| < 0.3, where
+# 1 - exp(-2|x|) would cancel; the next term is below 5e-8 relative there.
+_T3, _T5, _T7, _T9 = _f32(-1 / 3), _f32(2 / 15), _f32(-17 / 315), _f32(62 / 2835)
+_SERIES_BELOW = _f32(0.3)
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 ``bits``."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return types.float32(types.int32), codegen
+
+
+@njit(inline="always")
+def _exp_f32(x):
+    x = min(max(x, _EXP_MIN), _EXP_MAX)
+    k = (x * _LOG2E + _ROUND) - _ROUND
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = _F5 + r * (_F6 + r * _F7)
+    p = _ONE + r * (_ONE + r * (_F2 + r * (_F3 + r * (_F4 + r * p))))
+    return p * _float32_from_bits((numba.int32(k) + numba.int32(127)) << numba.int32(23))
+
+
+@njit(inline="always")
+def _tanh_f32(x):
+    a = abs(x)
+    t = _exp_f32(-_TWO * a)
+    y = (_ONE - t) / (_ONE + t)
+    x2 = x * x
+    series = x * (_ONE + x2 * (_T3 + x2 * (_T5 + x2 * (_T7 + x2 * _T9))))
+    return series if a < _SERIES_BELOW else (y if x >= 0 else -y)
+
+
+@njit(inline="always")
+def _sigmoid_f32(x):
+    return _ONE / (_ONE + _exp_f32(-x))
+
+
+def sigmoid_scalar(x):
+    """1 / (1 + exp(-x)), never overflowing. In compiled code: the vectorisable float32
+    form on the CPU for float32, the exact form otherwise (and on CUDA)."""
+    return _sigmoid_exact.py_func(x)
+
+
+def tanh_scalar(x):
+    """tanh(x), never overflowing; compiled forms chosen as for ``sigmoid_scalar``."""
+    return _tanh_exact.py_func(x)
+
+
+@overload(sigmoid_scalar, target="cpu", jit_options={"error_model": "numpy"})
+def _sigmoid_cpu(x):
+    if x == types.float32:
+        return lambda x: _sigmoid_f32(x)
+    return lambda x: _sigmoid_exact(x)
+
+
+@overload(tanh_scalar, target="cpu", jit_options={"error_model": "numpy"})
+def _tanh_cpu(x):
+    if x == types.float32:
+        return lambda x: _tanh_f32(x)
+    return lambda x: _tanh_exact(x)
+
+
+@overload(sigmoid_scalar, target="cuda")
+def _sigmoid_cuda(x):
+    return lambda x: _sigmoid_exact(x)
+
+
+@overload(tanh_scalar, target="cuda")
+def _tanh_cuda(x):
+    return lambda x: _tanh_exact(x)
 
 
 @njit(inline="always")
@@ -145,7 +240,7 @@ def gru_backward_point(dh, h_prev, r, z, n, h_n):
 # --------------------------------------------------------------------------- CPU kernels
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _rnn_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_out, relu):
     n_batch, hidden = h_out.shape
     for n in prange(n_batch):
@@ -153,7 +248,7 @@ def _rnn_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_out, relu):
             h_out[n, j] = rnn_forward_point(xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j], relu)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _rnn_backward_cpu_kernel(grad_h, dh_rec, h, d_pre, relu):
     n_batch, hidden = h.shape
     for n in prange(n_batch):
@@ -161,7 +256,7 @@ def _rnn_backward_cpu_kernel(grad_h, dh_rec, h, d_pre, relu):
             d_pre[n, j] = rnn_backward_point(grad_h[n, j] + dh_rec[n, j], h[n, j], relu)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _lstm_forward_cpu_kernel(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
     n_batch, hidden = c_prev.shape
     for n in prange(n_batch):
@@ -182,7 +277,7 @@ def _lstm_forward_cpu_kernel(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
             h_out[n, j] = h
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _lstm_backward_cpu_kernel(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
     n_batch, hidden = c.shape
     for n in prange(n_batch):
@@ -205,7 +300,7 @@ def _lstm_backward_cpu_kernel(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
             dc[n, j] = dc_prev
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _gru_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
     n_batch, hidden = h_prev.shape
     for n in prange(n_batch):
@@ -226,7 +321,7 @@ def _gru_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
             h_out[n, j] = h
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def _gru_backward_cpu_kernel(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
     n_batch, hidden = h_prev.shape
     for n in prange(n_batch):
