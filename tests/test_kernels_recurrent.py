@@ -208,3 +208,32 @@ def test_cuda_kernels_match_reference_in_the_simulator(cell, relu, dtype, rng):
     expected = _expected(cell, case, relu)
     _assert_close(got[0], expected[0], dtype)
     _assert_close(got[1], expected[1], dtype)
+
+
+@numpy_session
+def test_float32_sigmoid_and_tanh_are_accurate_everywhere():
+    """The vectorised float32 forms used by the CPU cells, against float64 NumPy."""
+    import numba
+
+    @numba.njit
+    def evaluate(x, sig, tanh):
+        for i in range(x.size):
+            sig[i] = kernels.sigmoid_scalar(x[i])
+            tanh[i] = kernels.tanh_scalar(x[i])
+
+    ramp = np.linspace(-100, 100, 200_001)
+    tiny = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-8, -1e-8, 0.2999, 0.3, 0.3001])
+    extreme = np.array([87.5, -87.5, 89.0, -89.0, 1e3, -1e3, np.inf, -np.inf])
+    x = np.concatenate([ramp, tiny, extreme]).astype(np.float32)
+    sig, tanh = np.empty_like(x), np.empty_like(x)
+    evaluate(x, sig, tanh)
+    exact = x.astype(np.float64)
+    sig_exact = np.exp(-np.logaddexp(0.0, -exact))
+    tanh_exact = np.tanh(exact)
+    # below x = -87 the float32 sigmoid stops at 6e-39 (exp is clamped, never overflows)
+    np.testing.assert_allclose(sig, sig_exact, rtol=3e-7, atol=1e-37)
+    np.testing.assert_allclose(tanh, tanh_exact, rtol=3e-7, atol=1e-45)
+    assert np.array_equal(tanh[-4:], [1, -1, 1, -1]) and np.array_equal(sig[-4::2], [1, 1])
+    nan = np.full(1, np.nan, dtype=np.float32)
+    evaluate(nan, sig[:1], tanh[:1])
+    assert np.isnan(sig[0]) and np.isnan(tanh[0])
