@@ -31,6 +31,7 @@ def build(framework: str, device: str, batch: int) -> Callable[[], None]:
 
         gpunet.seed(0)
         model = Sequential(Dense(2, 8), Tanh(), Dense(8, 1), Sigmoid())
+        model[0].input_grad = False  # as in PyTorch, where the input needs no gradient
         loss_fn, optimizer = BinaryCrossEntropy(), SGD(model.parameters(), lr=0.5)
         return gpunet_train_step(
             model, loss_fn, optimizer, gpunet.asarray(x), gpunet.asarray(y), device

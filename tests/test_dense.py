@@ -101,3 +101,39 @@ def test_astype_moves_the_whole_model(xp):
 def test_sequential_refuses_non_layers():
     with pytest.raises(TypeError, match="Sequential: argument 1 is int, not a Layer"):
         Sequential(Dense(1, 1), 3)
+
+
+def _first_layer_grads(model, x, y_grad):
+    for p in model.parameters():
+        p.grad = None
+    model(x)
+    returned = model.backward(y_grad)
+    return returned, [gpunet.to_numpy(p.grad) for p in model.parameters()]
+
+
+def test_first_layer_without_input_gradient(rng):
+    """input_grad=False on the first layer: same parameter gradients, None returned."""
+    gpunet.seed(1)
+    model = Sequential(Dense(6, 5), Tanh(), Dense(5, 3)).astype("float64")
+    x = gpunet.asarray(rng.standard_normal((4, 6)), dtype="float64")
+    y_grad = gpunet.asarray(rng.standard_normal((4, 3)), dtype="float64")
+    full, expected = _first_layer_grads(model, x, y_grad)
+    assert full.shape == (4, 6)
+    model[0].input_grad = False
+    skipped, actual = _first_layer_grads(model, x, y_grad)
+    assert skipped is None
+    for a, e in zip(actual, expected, strict=True):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_only_the_first_layer_may_skip_its_input_gradient(rng):
+    model = Sequential(Dense(6, 5), Tanh(), Dense(5, 3))
+    model[2].input_grad = False
+    model(gpunet.asarray(rng.standard_normal((4, 6)), dtype="float32"))
+    with pytest.raises(ValueError) as error:
+        model.backward(gpunet.asarray(rng.standard_normal((4, 3)), dtype="float32"))
+    assert str(error.value) == (
+        "Sequential: layer 2 (Dense(5, 3, bias=True)) returned no input gradient "
+        "(input_grad=False), but the 2 layer(s) before it need one; only the first layer "
+        "may skip it"
+    )

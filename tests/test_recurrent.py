@@ -296,3 +296,23 @@ def test_bad_sizes_and_wrapped_layers_are_errors():
         r"return_state=False",
     ):
         Bidirectional(GRU(3, 4, return_state=True))
+
+
+@pytest.mark.parametrize("cell", [RNN, LSTM, GRU])
+def test_first_recurrent_layer_without_input_gradient(cell, rng):
+    """input_grad=False: the same parameter gradients, and None for the input."""
+    gpunet.seed(2)
+    model = Sequential(cell(3, 4), Dense(4, 2)).astype("float64")
+    x = gpunet.asarray(rng.standard_normal((2, 5, 3)), dtype="float64")
+    y_grad = gpunet.asarray(rng.standard_normal((2, 2)), dtype="float64")
+    results = []
+    for input_grad in (True, False):
+        model[0].input_grad = input_grad
+        for p in model.parameters():
+            p.grad = None
+        model(x)
+        returned = model.backward(y_grad)
+        assert (returned is None) == (not input_grad)
+        results.append([gpunet.to_numpy(p.grad) for p in model.parameters()])
+    for a, e in zip(results[1], results[0], strict=True):
+        np.testing.assert_array_equal(a, e)

@@ -27,6 +27,11 @@ class Dense(Layer):
         input ``(N, in_features)`` or ``(N, ..., in_features)``; output the same with
         ``out_features`` last. ``weight`` is ``(in_features, out_features)``, the
         transpose of PyTorch's ``Linear.weight``.
+
+    Attributes:
+        input_grad: compute the input gradient in backward (default True). Set it to
+            False on a network's first layer, whose input needs no gradient: backward
+            then returns None and skips that GEMM.
     """
 
     def __init__(
@@ -52,6 +57,7 @@ class Dense(Layer):
             else None
         )
         self.regularizer = regularizer
+        self.input_grad = True
 
     def forward(self, x: Any) -> Any:
         if x.ndim < 2 or x.shape[-1] != self.in_features:
@@ -76,6 +82,8 @@ class Dense(Layer):
         self.weight.accumulate(weight_grad)
         if self.bias is not None:
             self.bias.accumulate(xp.sum(grad, axis=0))
+        if not self.input_grad:
+            return None
         grad_in = grad @ self.weight.data.T
         return grad_in if grad_out.ndim == 2 else xp.reshape(grad_in, self._input_shape)
 

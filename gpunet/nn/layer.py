@@ -164,8 +164,15 @@ class Sequential(Layer):
         return x
 
     def backward(self, grad_out: Any) -> Any:
-        for layer in reversed(self.layers_):
+        for index in range(len(self.layers_) - 1, -1, -1):
+            layer = self.layers_[index]
             grad_out = layer.backward(grad_out)
+            if grad_out is None and index > 0:
+                raise ValueError(
+                    f"Sequential: layer {index} ({layer!r}) returned no input gradient "
+                    f"(input_grad=False), but the {index} layer(s) before it need one; "
+                    f"only the first layer may skip it"
+                )
         return grad_out
 
     def __getitem__(self, index: int) -> Layer:

@@ -37,6 +37,8 @@ _COMMON_ARGS = """
     ``return_state`` it also takes the tuple ``(grad_output, grad_h_T[, grad_c_T])``
     (entries may be None). The gradients of the initial states are then in
     ``grad_h0`` (and ``grad_c0``), or None when no initial state was given or carried.
+    Set the attribute ``input_grad`` to False on a network's first layer, whose input
+    needs no gradient: backward then returns None and skips that GEMM.
 
     Parameters (the transposes of PyTorch's, gate blocks side by side in PyTorch's
     order, so weights copy from ``torch.nn.{RNN,LSTM,GRU}`` as ``weight_ih_l0.T``):
@@ -84,6 +86,7 @@ class _Recurrent(Layer):
             self.bias_hh = Parameter(self._bias(gates * hidden, init, dtype), "bias_hh")
         self._carried: tuple | None = None
         self.grad_h0 = self.grad_c0 = None
+        self.input_grad = True
 
     def _weight(self, block: tuple[int, int], gates: int, init: Any, dtype: Any) -> Any:
         if init is None:
@@ -182,6 +185,8 @@ class _Recurrent(Layer):
             self.bias_hh.accumulate(grads.b_hh)
         self.grad_h0 = grads.h0 if self._given else None
         self.grad_c0 = grads.c0 if self._given else None
+        if not self.input_grad:
+            return None
         grad_x = xp.reshape(d_xw @ self.weight_ih.data.T, (steps, n_batch, features))
         return xp.permute_dims(grad_x, (1, 0, 2))
 
