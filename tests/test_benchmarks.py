@@ -1,0 +1,38 @@
+"""The benchmark suite runs end to end (briefly) and reports what it measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("GPUNET_BACKEND", "numpy") != "numpy",
+    reason="the CPU benchmark runs in the numpy session",
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_suite_times_each_workload_and_writes_json(tmp_path):
+    out = tmp_path / "bench.jsonl"
+    command = [sys.executable, "-m", "benchmarks", "--only", "W1", "W5"]
+    command += ["--rounds", "1", "--seconds", "0.05", "--json", str(out)]
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [line["workload"] for line in lines] == ["W1", "W5"]
+    for line in lines:
+        assert line["device"] == "cpu" and line["gpunet_ms"] > 0 and line["gpunet_steps"] >= 1
+        if line.get("torch_ms") is not None:
+            assert line["ratio"] == pytest.approx(line["gpunet_ms"] / line["torch_ms"], rel=5e-3)
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        assert "PyTorch is not installed: timing gpunet alone" in result.stdout
