@@ -237,3 +237,19 @@ def test_float32_sigmoid_and_tanh_are_accurate_everywhere():
     nan = np.full(1, np.nan, dtype=np.float32)
     evaluate(nan, sig[:1], tanh[:1])
     assert np.isnan(sig[0]) and np.isnan(tanh[0])
+
+
+@numpy_session
+def test_sequence_threads_holds_one_thread_for_small_steps_and_restores():
+    import numba
+
+    before = numba.get_num_threads()
+    with kernels.sequence_threads_cpu(64 * 128):
+        assert numba.get_num_threads() == 1
+        with kernels.sequence_threads_cpu(64 * 128):  # nested: left as it is
+            assert numba.get_num_threads() == 1
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    with kernels.sequence_threads_cpu(kernels._PARALLEL_MIN):
+        assert numba.get_num_threads() == before
+    assert numba.get_num_threads() == before

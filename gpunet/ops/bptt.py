@@ -17,6 +17,7 @@ are stacked; both paths give the same numbers.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,19 @@ def sequence_forward(
         cell_states[0, ...] = c0
     if cell != "rnn":
         saved = xp.empty((steps, n_batch, 4 * hidden), dtype=xw.dtype)
-    for t in range(steps):
+    with _step_threads(xp, n_batch * hidden):
+        _forward_steps(kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu)
+    return SequenceCache(cell, relu, states, cell_states, saved)
+
+
+def _step_threads(xp: Any, step_elements: int) -> Any:
+    """The kernels' thread setting held over a whole sequence (a no-op where none)."""
+    scope = backend.kernel("sequence_threads", xp)
+    return scope(step_elements) if scope is not None else contextlib.nullcontext()
+
+
+def _forward_steps(kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu):
+    for t in range(xw.shape[0]):
         hw = states[t] @ weight_hh
         if cell == "rnn":
             kernel(xw[t], hw, b_ih, b_hh, states[t + 1], relu)
@@ -113,7 +126,6 @@ def sequence_forward(
             )
         else:
             kernel(xw[t], hw, b_ih, b_hh, states[t], states[t + 1], saved[t])
-    return SequenceCache(cell, relu, states, cell_states, saved)
 
 
 def _forward_reference(cell, xw, weight_hh, b_ih, b_hh, h0, c0, relu) -> SequenceCache:
@@ -177,9 +189,10 @@ def sequence_backward(
             cache, weight_hh, grad_states, dh_rec, carry, zeros
         )
     else:
-        d_xw, d_hw, grad_h0, carry = _backward_fused(
-            kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros
-        )
+        with _step_threads(xp, n_batch * hidden):
+            d_xw, d_hw, grad_h0, carry = _backward_fused(
+                kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros
+            )
     width = d_hw.shape[2]
     previous = xp.reshape(states[:-1, ...], (steps * n_batch, hidden))
     grad_weight_hh = previous.T @ xp.reshape(d_hw, (steps * n_batch, width))

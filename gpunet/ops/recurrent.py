@@ -36,6 +36,7 @@ for _op in (
     "lstm_cell_backward",
     "gru_cell_forward",
     "gru_cell_backward",
+    "sequence_threads",
 ):
     kernels.register(_op, "recurrent")
 
