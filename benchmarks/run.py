@@ -99,26 +99,41 @@ def measure(
     frameworks: tuple[str, ...],
     rounds: int,
     seconds_per_round: float,
+    processes: int = 1,
 ) -> dict:
-    """Interleaved rounds of each framework; returns medians, ratio, memory, GFLOP/s."""
-    workers = {
-        fw: Worker(module.__name__.rsplit(".", 1)[-1], fw, device, batch) for fw in frameworks
-    }
+    """Interleaved rounds of each framework; returns medians, ratio, memory, GFLOP/s.
+
+    With ``processes`` > 1 the rounds are split over that many fresh pairs of workers,
+    one pair after the other: a process's speed on a shared machine can stay off by tens
+    of percent for its whole life (where its memory landed, which core it shares), and
+    fresh processes sample that too.
+    """
     times: dict[str, list[float]] = {fw: [] for fw in frameworks}
-    # size a round from one probe step of each, so a round lasts about seconds_per_round
-    steps = {
-        fw: max(1, int(seconds_per_round / max(w.run(1)[0], 1e-6))) for fw, w in workers.items()
-    }
-    for round_index in range(rounds):
-        order = frameworks if round_index % 2 == 0 else frameworks[::-1]
-        for fw in order:
-            times[fw].extend(workers[fw].run(steps[fw]))
-    memory = {fw: w.finish() for fw, w in workers.items()}
+    memory: dict[str, dict] = {}
+    name = module.__name__.rsplit(".", 1)[-1]
+    for process_index in range(processes):
+        workers = {fw: Worker(name, fw, device, batch) for fw in frameworks}
+        # size a round from one probe step of each, so a round lasts about seconds_per_round
+        steps = {
+            fw: max(1, int(seconds_per_round / max(w.run(1)[0], 1e-6))) for fw, w in workers.items()
+        }
+        share = rounds // processes + (1 if process_index < rounds % processes else 0)
+        for round_index in range(max(1, share)):
+            order = frameworks if round_index % 2 == 0 else frameworks[::-1]
+            for fw in order:
+                times[fw].extend(workers[fw].run(steps[fw]))
+        for fw, worker in workers.items():
+            finished = worker.finish()
+            kept = memory.setdefault(fw, finished)
+            for key in ("peak_rss_mb", "peak_device_bytes"):
+                if finished[key] is not None and finished[key] > (kept[key] or 0):
+                    kept[key] = finished[key]
     result = {
         "workload": module.NAME,
         "description": module.DESCRIPTION,
         "device": device,
         "batch": batch,
+        "processes": processes,
     }
     flops = module.flops(batch)
     for fw in frameworks:
@@ -140,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="workload names, e.g. W1 W5")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one round")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="spread the rounds over this many fresh worker pairs (default 1)",
+    )
     parser.add_argument("--batch", type=int, help="override every workload's batch size")
     parser.add_argument("--json", type=Path, help="append the JSON lines to this file")
     args = parser.parse_args(argv)
@@ -157,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     rate = gemm_rate(args.device)
     print(
         f"device {args.device}; float32 GEMM rate {rate:.1f} GFLOP/s (1024^3); "
-        f"{args.rounds} interleaved rounds of ~{args.seconds} s; medians per step"
+        f"{args.rounds} interleaved rounds of ~{args.seconds} s over {args.processes} worker "
+        f"pair(s); medians per step"
     )
     header = (
         f"{'':4}{'batch':>6}{'gpunet ms':>11}{'torch ms':>10}{'ratio':>7}"
@@ -167,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name, module in chosen.items():
         batch = args.batch or module.DEFAULT_BATCH[args.device]
-        result = measure(module, args.device, batch, frameworks, args.rounds, args.seconds)
+        result = measure(
+            module, args.device, batch, frameworks, args.rounds, args.seconds, args.processes
+        )
         result["gemm_gflops"] = round(rate, 1)
         result["gpunet_fraction_of_gemm"] = round(result["gpunet_gflops"] / rate, 3)
         results.append(result)

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_suite_times_each_workload_and_writes_json(tmp_path):
     out = tmp_path / "bench.jsonl"
     command = [sys.executable, "-m", "benchmarks", "--only", "W1", "W5"]
-    command += ["--rounds", "1", "--seconds", "0.05", "--json", str(out)]
+    command += ["--rounds", "2", "--processes", "2", "--seconds", "0.05", "--json", str(out)]
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
     )
@@ -29,7 +29,8 @@ def test_suite_times_each_workload_and_writes_json(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["workload"] for line in lines] == ["W1", "W5"]
     for line in lines:
-        assert line["device"] == "cpu" and line["gpunet_ms"] > 0 and line["gpunet_steps"] >= 1
+        assert line["device"] == "cpu" and line["processes"] == 2
+        assert line["gpunet_ms"] > 0 and line["gpunet_steps"] >= 2
         if line.get("torch_ms") is not None:
             assert line["ratio"] == pytest.approx(line["gpunet_ms"] / line["torch_ms"], rel=5e-3)
     try:
