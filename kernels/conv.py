@@ -284,15 +284,14 @@ def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=Non
     """
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
-    (ph, pw), dtype = padding, x.dtype
+    (ph, pw), dtype = padding, np.result_type(x, weight)  # as NumPy's x @ w would
     oh, ow = geometry(x.shape, (kh, kw), stride, padding, dilation)
     plane, k = oh * ow, kh * kw * c
     padded = _buffer(workspace, "padded", (n, h + 2 * ph, w + 2 * pw, c), dtype)
-    _pad_nhwc(np.ascontiguousarray(x), padded, ph, pw)
-    weight_rows = np.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(o, k)
-    if bias is None:
-        bias = np.zeros(o, dtype=dtype)
-    block = _block_size(n, plane, k, x.itemsize)
+    _pad_nhwc(np.ascontiguousarray(x, dtype=dtype), padded, ph, pw)
+    weight_rows = np.ascontiguousarray(weight.transpose(0, 2, 3, 1), dtype=dtype).reshape(o, k)
+    bias = np.zeros(o, dtype=dtype) if bias is None else bias.astype(dtype, copy=False)
+    block = _block_size(n, plane, k, padded.itemsize)
     rows = _buffer(workspace, "rows", (block * plane, k), dtype)
     product = _buffer(workspace, "product", (block * plane, o), dtype)
     y = np.empty((n, o, plane), dtype=dtype)
@@ -314,11 +313,12 @@ def conv2d_backward_cpu(
     """
     n, c, h, w = x_shape
     o, _, kh, kw = weight.shape
-    (ph, pw), dtype = padding, grad.dtype
+    (ph, pw), dtype = padding, np.result_type(grad, weight, saved)
     oh, ow = grad.shape[2], grad.shape[3]
     plane, k = oh * ow, kh * kw * c
-    grad = np.ascontiguousarray(grad).reshape(n, o, plane)
-    weight_rows = np.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(o, k)
+    grad = np.ascontiguousarray(grad, dtype=dtype).reshape(n, o, plane)
+    saved = saved.astype(dtype, copy=False)
+    weight_rows = np.ascontiguousarray(weight.transpose(0, 2, 3, 1), dtype=dtype).reshape(o, k)
     block = _block_size(n, plane, k, grad.itemsize)
     rows = _buffer(workspace, "rows", (block * plane, k), dtype)
     grad_rows = _buffer(workspace, "grad_rows", (o, block * plane), dtype)
@@ -501,13 +501,13 @@ def gemm_conv2d_forward(lib, stream, x, weight, bias, stride, padding, dilation,
     kernel_size = (weight.shape[2], weight.shape[3])
     oh, ow = geometry(x.shape, kernel_size, stride, padding, dilation)
     k = weight.shape[1] * kernel_size[0] * kernel_size[1]
-    col = _device_buffer(lib, workspace, "col", (k, n * oh * ow), x.dtype)
-    x = lib.ascontiguousarray(x)
+    dtype = lib.result_type(x, weight)
+    col = _device_buffer(lib, workspace, "col", (k, n * oh * ow), dtype)
+    x = lib.ascontiguousarray(x, dtype=dtype)
     launch_im2col(x, col, kernel_size, stride, padding, dilation, stream=stream)
-    if bias is None:
-        bias = lib.zeros((o,), dtype=x.dtype)
-    product = lib.ascontiguousarray(weight.reshape(o, k) @ col)
-    y = lib.empty((n, o, oh * ow), dtype=x.dtype)
+    bias = lib.zeros((o,), dtype=dtype) if bias is None else bias.astype(dtype, copy=False)
+    product = lib.ascontiguousarray(weight.reshape(o, k).astype(dtype, copy=False) @ col)
+    y = lib.empty((n, o, oh * ow), dtype=dtype)
     launch("conv_output", y.size, product, bias, y, stream=stream)
     return y.reshape(n, o, oh, ow), col
 
@@ -519,20 +519,22 @@ def gemm_conv2d_backward(
     n, o = grad.shape[0], grad.shape[1]
     plane = grad.shape[2] * grad.shape[3]
     kernel_size = (weight.shape[2], weight.shape[3])
-    g = _device_buffer(lib, workspace, "grad", (o, n * plane), grad.dtype)
+    dtype = lib.result_type(grad, weight, col)
+    g = _device_buffer(lib, workspace, "grad", (o, n * plane), dtype)
     launch(
         "conv_grad_output",
         g.size,
-        lib.ascontiguousarray(grad).reshape(n, o, plane),
+        lib.ascontiguousarray(grad, dtype=dtype).reshape(n, o, plane),
         g,
         stream=stream,
     )
+    weight = weight.astype(dtype, copy=False)
     weight_grad = (g @ col.T).reshape(weight.shape)
     bias_grad = lib.sum(g, axis=1)
     if not input_grad:
         return None, weight_grad, bias_grad
     col_grad = lib.ascontiguousarray(weight.reshape(o, col.shape[0]).T @ g)
-    dx = lib.empty(tuple(x_shape), dtype=grad.dtype)
+    dx = lib.empty(tuple(x_shape), dtype=dtype)
     launch_col2im(col_grad, dx, kernel_size, stride, padding, dilation, stream=stream)
     return dx, weight_grad, bias_grad
 

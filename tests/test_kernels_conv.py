@@ -181,16 +181,19 @@ def test_cuda_conv_kernels_under_simulator(case, dtype, rng):
 
 
 @pytest.mark.cudasim
-@pytest.mark.parametrize("input_grad", [True, False])
-def test_cuda_conv2d_under_simulator(input_grad, rng):
-    """The CUDA forward and backward (im2col, GEMM, layout moves, col2im) on NumPy arrays."""
+@pytest.mark.parametrize(("input_grad", "x_dtype"), [(True, "float64"), (False, "float32")])
+def test_cuda_conv2d_under_simulator(input_grad, x_dtype, rng):
+    """The CUDA forward and backward (im2col, GEMM, layout moves, col2im) on NumPy arrays;
+    a float32 input into float64 weights is promoted as on the reference path."""
     from gpunet.kernels import conv as kernels
 
     geometry = ((2, 1), (1, 0), (1, 2))
-    x, weight = rng.standard_normal((2, 2, 4, 5)), rng.standard_normal((3, 2, 2, 2))
+    x = rng.standard_normal((2, 2, 4, 5)).astype(x_dtype)
+    weight = rng.standard_normal((3, 2, 2, 2))
     bias = rng.standard_normal(3)
     y, col = kernels.gemm_conv2d_forward(np, 0, x, weight, bias, *geometry, {})
     y_ref, col_ref = conv_ops._reference_forward(x, weight, bias, *geometry)
+    assert y.dtype == y_ref.dtype == np.float64
     np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
     grad = rng.standard_normal(y.shape)
     fast = kernels.gemm_conv2d_backward(
@@ -262,3 +265,15 @@ def test_max_pool_2x2_fast_path_equals_the_general_kernel(dtype):
     dx_general = np.empty_like(x)
     pool._max_backward_cpu(x.size, grad, argmax, dx_general, 2, 2, 2, 0, 0)
     np.testing.assert_array_equal(dx, dx_general)
+
+
+def test_conv2d_kernel_promotes_mixed_dtypes_as_the_reference(rng, monkeypatch):
+    """float32 input into a float64 layer: a float64 result on both paths, equal to 1e-12."""
+    _kernel("conv2d_forward")
+    x = _array(rng, (3, 2, 5, 5), "float32")
+    weight, bias = _array(rng, (4, 2, 3, 3), "float64"), _array(rng, (4,), "float64")
+    grad = _array(rng, (3, 4, 5, 5), "float64")
+    fast, reference = _conv_both_paths(x, weight, bias, ((1, 1), (1, 1), (1, 1)), grad, monkeypatch)
+    for actual, expected in zip(fast, reference, strict=True):
+        assert actual.dtype == expected.dtype
+        _assert_close(actual, expected, "float64")
