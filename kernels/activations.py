@@ -12,26 +12,19 @@ There is no CUDA version: on CuPy the reference is already one fused elementwise
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-
-def _jit(function):
-    # cache=True where a cache can be written (see gpunet.kernels.conv._jit)
-    try:
-        return numba.njit(cache=True, error_model="numpy")(function)
-    except RuntimeError:
-        return numba.njit(cache=False, error_model="numpy")(function)
+from .conv import serial_kernel
 
 
-@_jit
+@serial_kernel
 def _relu(x, out):
     for i in range(x.size):
         value = x[i]
         out[i] = 0 if value < 0 else value
 
 
-@_jit
+@serial_kernel
 def _relu_backward(grad, x, out):
     for i in range(x.size):
         out[i] = grad[i] * (x[i] > 0)

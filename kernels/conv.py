@@ -146,11 +146,12 @@ def geometry(x_shape, kernel_size, stride, padding, dilation):
 BLOCK_BYTES = 3 << 19
 
 
-def _serial(function):
+def serial_kernel(function):
+    """Decorator: ``function`` as a single-threaded CPU kernel, cached on disk."""
     return _jit(function, parallel=False)
 
 
-@_serial
+@serial_kernel
 def _pad_nhwc(x, padded, ph, pw):
     n_count, c_count, h_count, w_count = x.shape
     padded[:] = 0
@@ -161,7 +162,7 @@ def _pad_nhwc(x, padded, ph, pw):
                     padded[n, h + ph, w + pw, c] = x[n, c, h, w]
 
 
-@_serial
+@serial_kernel
 def _crop_nchw(padded, out, ph, pw):
     n_count, c_count, h_count, w_count = out.shape
     for n in range(n_count):
@@ -177,7 +178,7 @@ def _source(n, oh, ow, i, sh, sw, dh, hp, wp, c_count):
     return numba.uint64(((n * hp + oh * sh + i * dh) * wp + ow * sw) * c_count)
 
 
-@_serial
+@serial_kernel
 def _im2row(padded, first, rows, kh, kw, sh, sw, dh, dw, oh_count, ow_count):
     _, hp, wp, c_count = padded.shape
     source = padded.ravel()
@@ -202,7 +203,7 @@ def _im2row(padded, first, rows, kh, kw, sh, sw, dh, dw, oh_count, ow_count):
                             dst += numba.uint64(c_count)
 
 
-@_serial
+@serial_kernel
 def _row2im(rows, padded, first, kh, kw, sh, sw, dh, dw, oh_count, ow_count):
     _, hp, wp, c_count = padded.shape
     source = rows.ravel()
@@ -227,7 +228,7 @@ def _row2im(rows, padded, first, kh, kw, sh, sw, dh, dw, oh_count, ow_count):
                             src += numba.uint64(c_count)
 
 
-@_serial
+@serial_kernel
 def _output_block(product, bias, out, first):
     _, o_count, plane = out.shape
     block = product.shape[0] // plane
@@ -238,7 +239,7 @@ def _output_block(product, bias, out, first):
                 out[first + b, o, p] = product[b * plane + p, o] + shift
 
 
-@_serial
+@serial_kernel
 def _grad_block(grad, first, out, bias_grad):
     _, o_count, plane = grad.shape
     block = out.shape[1] // plane
