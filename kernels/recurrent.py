@@ -195,7 +195,7 @@ def rnn_backward_point(dh, h, relu):
     """d pre from d h, using the output h only."""
     if relu:
         return dh if h > 0 else 0.0 * dh
-    return dh * (1.0 - h * h)
+    return dh * (_ONE - h * h)
 
 
 @njit(inline="always")
@@ -212,12 +212,14 @@ def lstm_forward_point(pre_i, pre_f, pre_g, pre_o, c_prev):
 @njit(inline="always")
 def lstm_backward_point(dh, dc, c_prev, c, i, f, g, o):
     """Returns (d pre_i, d pre_f, d pre_g, d pre_o, d c_prev)."""
+    # _ONE is a float32 1: exact, and it keeps float32 math in float32 (a literal 1.0
+    # would promote every product to float64 and halve the vector width)
     tanh_c = tanh_scalar(c)
-    dc_total = dc + dh * o * (1.0 - tanh_c * tanh_c)
-    d_i = dc_total * g * i * (1.0 - i)
-    d_f = dc_total * c_prev * f * (1.0 - f)
-    d_g = dc_total * i * (1.0 - g * g)
-    d_o = dh * tanh_c * o * (1.0 - o)
+    dc_total = dc + dh * o * (_ONE - tanh_c * tanh_c)
+    d_i = dc_total * g * i * (_ONE - i)
+    d_f = dc_total * c_prev * f * (_ONE - f)
+    d_g = dc_total * i * (_ONE - g * g)
+    d_o = dh * tanh_c * o * (_ONE - o)
     return d_i, d_f, d_g, d_o, dc_total * f
 
 
@@ -227,15 +229,15 @@ def gru_forward_point(pre_r, pre_z, x_n, h_n, h_prev):
     r = sigmoid_scalar(pre_r)
     z = sigmoid_scalar(pre_z)
     n = tanh_scalar(x_n + r * h_n)
-    return r, z, n, (1.0 - z) * n + z * h_prev
+    return r, z, n, (_ONE - z) * n + z * h_prev
 
 
 @njit(inline="always")
 def gru_backward_point(dh, h_prev, r, z, n, h_n):
     """Returns (d pre_r, d pre_z, d x_n, d h_n, d h_prev through the z path)."""
-    d_n = dh * (1.0 - z) * (1.0 - n * n)
-    d_z = dh * (h_prev - n) * z * (1.0 - z)
-    d_r = d_n * h_n * r * (1.0 - r)
+    d_n = dh * (_ONE - z) * (_ONE - n * n)
+    d_z = dh * (h_prev - n) * z * (_ONE - z)
+    d_r = d_n * h_n * r * (_ONE - r)
     return d_r, d_z, d_n, d_n * r, dh * z
 
 
