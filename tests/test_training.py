@@ -58,6 +58,34 @@ def test_fit_learns_blobs_and_records_history(rng):
     assert len(table) == 9 and table[-1].split()[0] == "8"
 
 
+def test_fit_skips_the_input_gradient_and_restores_the_setting(rng):
+    """During fit the first layer computes no input gradient; afterwards it does again."""
+    seen = []
+
+    class Watch(Callback):
+        def on_batch_end(self, batch, logs):
+            seen.append(self.model[0].input_grad)
+
+    x, y = blobs(rng, n=32)
+    model = mlp()
+    gpunet.fit(
+        model,
+        CrossEntropy(),
+        SGD(model.parameters(), lr=0.05),
+        x,
+        y,
+        epochs=1,
+        batch_size=16,
+        verbose=0,
+        callbacks=[Watch()],
+    )
+    assert seen == [False, False]
+    assert model[0].input_grad is True
+    model[0].input_grad = False  # a setting of the user's own is kept as it was
+    gpunet.fit(model, CrossEntropy(), SGD(model.parameters(), lr=0.05), x, y, epochs=1, verbose=0)
+    assert model[0].input_grad is False
+
+
 def test_fit_is_the_manual_loop(rng):
     """Same seed, same shuffles, same updates: identical weights."""
     x, y = blobs(rng, n=50)

@@ -15,9 +15,10 @@ for the bar and once per epoch, so a GPU never waits for the bookkeeping.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from gpunet import backend, distributed, regularizers
 from gpunet.callbacks.base import Callback
 from gpunet.data.batches import epoch_order, take_rows
+from gpunet.nn.layer import Layer, Sequential
 from gpunet.training import metrics as metrics_module
 from gpunet.training.history import History
 from gpunet.training.progress import Progress
@@ -65,7 +67,9 @@ def fit(
         validation_data: ``(x_val, y_val)`` evaluated after each epoch (default None).
         validation_split: fraction of ``(x, y)`` held out for validation, taken from the
             end before any shuffling (default 0.0; not together with ``validation_data``).
-        callbacks: ``gpunet.callbacks`` objects (default none).
+        callbacks: ``gpunet.callbacks`` objects (default none). While training, the
+            first layer of a ``Sequential`` skips the gradient of the model's input
+            (nothing reads it; ``input_grad`` is restored afterwards).
         shuffle: visit the samples in a new order each epoch, drawn from
             ``gpunet.backend.host_rng()`` so a restored RNG state repeats it (default True).
         metrics: names (``"accuracy"``) or functions ``metric(pred, target)`` returning
@@ -232,27 +236,28 @@ class Trainer:
         for callback in callbacks:
             callback.on_train_begin({})
         try:
-            for epoch in range(initial_epoch, epochs):
-                # What callbacks log at the start of an epoch (the rate of a scheduler)
-                # joins the epoch's logs, whatever the order of the callbacks.
-                extra: dict[str, float] = {}
-                for callback in callbacks:
-                    callback.on_epoch_begin(epoch, extra)
-                start = time.perf_counter()
-                logs = self._train_epoch(epoch, x, y, progress, batch_hooks)
-                if validation_data is not None:
-                    val_logs = self.evaluate(*validation_data)
-                    logs.update({f"val_{key}": value for key, value in val_logs.items()})
-                logs.update(extra)
-                if parallel:
-                    logs = distributed.average(logs)
-                seconds = time.perf_counter() - start
-                self.history.epoch_time.append(seconds)
-                progress.epoch_end(epoch, logs, seconds)
-                for callback in callbacks:
-                    callback.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
+            with _input_gradient_skipped(self.model):
+                for epoch in range(initial_epoch, epochs):
+                    # What callbacks log at the start of an epoch (the rate of a scheduler)
+                    # joins the epoch's logs, whatever the order of the callbacks.
+                    extra: dict[str, float] = {}
+                    for callback in callbacks:
+                        callback.on_epoch_begin(epoch, extra)
+                    start = time.perf_counter()
+                    logs = self._train_epoch(epoch, x, y, progress, batch_hooks)
+                    if validation_data is not None:
+                        val_logs = self.evaluate(*validation_data)
+                        logs.update({f"val_{key}": value for key, value in val_logs.items()})
+                    logs.update(extra)
+                    if parallel:
+                        logs = distributed.average(logs)
+                    seconds = time.perf_counter() - start
+                    self.history.epoch_time.append(seconds)
+                    progress.epoch_end(epoch, logs, seconds)
+                    for callback in callbacks:
+                        callback.on_epoch_end(epoch, logs)
+                    if self.stop_training:
+                        break
         finally:
             progress.close()
         for callback in callbacks:
@@ -433,3 +438,20 @@ def _rows(data: Any, start: int, stop: int, dtype: Any) -> Any:
 def _model_dtype(model: Any) -> Any:
     params = model.parameters()
     return params[0].data.dtype if params else None
+
+
+@contextlib.contextmanager
+def _input_gradient_skipped(model: Layer) -> Iterator[None]:
+    """While ``fit`` trains, the first layer of a ``Sequential`` skips the gradient of the
+    model's input (its ``input_grad``), which nothing reads: PyTorch skips it too for an
+    input that does not require one. Restored afterwards."""
+    first = model[0] if isinstance(model, Sequential) and len(model) else None
+    kept = getattr(first, "input_grad", None)
+    if kept is None:
+        yield
+        return
+    first.input_grad = False
+    try:
+        yield
+    finally:
+        first.input_grad = kept
