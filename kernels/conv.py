@@ -33,8 +33,9 @@ THREADS_PER_BLOCK = 256
 # Below this many elements of work (128 Mi, 512 MB of float32) a kernel runs on one
 # thread. The array library's BLAS keeps its own threads spinning between GEMMs, and a
 # threaded region waits for whichever of its threads shares a core with one: measured on
-# 2 cores, a CNN training step (W2) took 2.2x as long with threaded kernels and a batch
-# of inference (W6, 80 MB columns) 1.6x as long.
+# 2 cores with the earlier whole-batch im2col kernels, a CNN training step (W2) took 2.2x
+# as long with threaded kernels and a batch of inference (W6) 1.6x as long. The pooling
+# kernels use this; the convolution's block kernels (``serial_kernel``) are serial.
 PARALLEL_MIN_WORK = 1 << 27
 
 
