@@ -83,7 +83,9 @@ def adam_scalar(p, g, m, v, v_max, hyper):
     g = g + coupled_decay * p
     m = m + beta1_keep * (g - m)
     v = beta2 * v + beta2_keep * (g * g)
-    v_max = max(v_max, v) if amsgrad else v_max
+    # A conditional, not max(): numba 0.66+ fails to compile two-argument max/min for
+    # CUDA (numba issue 10753).
+    v_max = (v if v > v_max else v_max) if amsgrad else v_max
     denom = math.sqrt(v_max if amsgrad else v) / bc2_sqrt + eps
     return p - step_size * (m / denom), m, v, v_max
 

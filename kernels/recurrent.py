@@ -103,7 +103,7 @@ _LOG2E = _f32(1.4426950408889634)
 _LN2_HI, _LN2_LO = _f32(0.693359375), _f32(-2.12194440e-4)  # hi + lo = ln 2, hi exact
 _ROUND = _f32(1.5 * 2**23)  # adding and subtracting it rounds to an integer
 _EXP_MIN, _EXP_MAX = _f32(-87.0), _f32(88.0)  # 2^k stays a normal float32
-_ONE, _TWO = _f32(1.0), _f32(2.0)
+_ZERO, _ONE, _TWO = _f32(0.0), _f32(1.0), _f32(2.0)
 _INV_FACTORIAL = tuple(_f32(1.0 / math.factorial(n)) for n in range(8))
 _F2, _F3, _F4, _F5, _F6, _F7 = _INV_FACTORIAL[2:]
 # tanh(x) = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 for |x| < 0.3, where
@@ -185,8 +185,8 @@ def _tanh_cuda(x):
 @njit(inline="always")
 def rnn_forward_point(pre, relu):
     """h = tanh(pre) or max(pre, 0)."""
-    if relu:
-        return max(pre, 0.0)
+    if relu:  # not max(): numba 0.66+ cannot compile two-argument max for CUDA (#10753)
+        return _ZERO if pre < _ZERO else pre  # NaN stays NaN, as with max(pre, 0)
     return tanh_scalar(pre)
 
 
