@@ -83,8 +83,8 @@ def adam_scalar(p, g, m, v, v_max, hyper):
     g = g + coupled_decay * p
     m = m + beta1_keep * (g - m)
     v = beta2 * v + beta2_keep * (g * g)
-    # A conditional, not max(): numba 0.66+ fails to compile two-argument max/min for
-    # CUDA (numba issue 10753).
+    # A conditional, not max(): the CUDA target built into numba 0.66+ cannot compile a
+    # two-argument max (numba issue 10753; numba-cuda can).
     v_max = (v if v > v_max else v_max) if amsgrad else v_max
     denom = math.sqrt(v_max if amsgrad else v) / bc2_sqrt + eps
     return p - step_size * (m / denom), m, v, v_max

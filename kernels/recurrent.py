@@ -185,7 +185,7 @@ def _tanh_cuda(x):
 @njit(inline="always")
 def rnn_forward_point(pre, relu):
     """h = tanh(pre) or max(pre, 0)."""
-    if relu:  # not max(): numba 0.66+ cannot compile two-argument max for CUDA (#10753)
+    if relu:  # not max(): numba 0.66's built-in CUDA target cannot compile it (#10753)
         return _ZERO if pre < _ZERO else pre  # NaN stays NaN, as with max(pre, 0)
     return tanh_scalar(pre)
 
