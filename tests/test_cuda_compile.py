@@ -2,10 +2,10 @@
 
 The simulator runs the kernels as Python, so it cannot catch what only the CUDA compiler
 rejects (the CUDA target built into numba 0.66+ fails on a two-argument ``max``, for
-one; numba-cuda 0.30 does not). This test types and lowers each kernel for compute capability 9.0. Without a GPU, the one
-driver query on that path (the current device's compute capability, asked when an
-``@njit`` helper is compiled as a device function) is answered with 9.0.
-"""
+one; numba-cuda 0.30 does not). This test types and lowers each kernel for compute
+capability 9.0. Without a GPU, the one driver query on that path (the current device's
+compute capability, asked when an ``@njit`` helper is compiled as a device function) is
+answered with 9.0."""
 
 from __future__ import annotations
 
