@@ -195,7 +195,11 @@ def sequence_backward(
             )
     width = d_hw.shape[2]
     previous = xp.reshape(states[:-1, ...], (steps * n_batch, hidden))
-    grad_weight_hh = previous.T @ xp.reshape(d_hw, (steps * n_batch, width))
+    # (d_hw^T @ H_prev)^T rather than H_prev^T @ d_hw: the same product, which OpenBLAS
+    # runs 1.25x faster in this orientation at W3's shape (128 x 3200 @ 3200 x 512: 6.2
+    # against 7.9 ms on 2 cores) and no slower at the other sizes measured.
+    d_flat = xp.reshape(d_hw, (steps * n_batch, width))
+    grad_weight_hh = _contiguous(xp.matrix_transpose(xp.matrix_transpose(d_flat) @ previous))
     grad_b_hh = xp.sum(d_hw, axis=(0, 1))
     grad_b_ih = grad_b_hh if d_hw is d_xw else xp.sum(d_xw, axis=(0, 1))
     if cache.cell == "gru":
