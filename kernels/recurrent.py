@@ -519,8 +519,11 @@ def sequence_threads_cpu(step_elements):
 
 
 def _run_cpu(op, arrays, relu=False):
-    kernel, state_position = _KERNELS[op][0], _KERNELS[op][3]
-    args = _arguments(op, arrays, relu, np.ascontiguousarray)
+    kernel, _, n_inputs, state_position, takes_flag = _KERNELS[op]
+    args = [np.ascontiguousarray(a) for a in arrays[:n_inputs]]
+    args.extend(arrays[n_inputs:])
+    if takes_flag:
+        args.append(bool(relu))
     if getattr(_sequence, "active", False) or arrays[state_position].size >= _PARALLEL_MIN:
         kernel(*args)
         return
