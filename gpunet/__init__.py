@@ -10,7 +10,14 @@ The backend is chosen by ``GPUNET_BACKEND`` (numpy, cupy, array_api_strict, auto
 ``gpunet.backend``.
 """
 
-from gpunet import backend, data, init, losses, nn, optim, plot, regularizers
+import os
+
+# Before anything loads NumPy: OpenBLAS's idle threads then sleep after 2^20 cycles, not
+# spin for 2^28 while gpunet's own kernels run (kernels/_blas.py says why and what it
+# measured). A value already in the environment is kept.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+
+from gpunet import backend, data, init, losses, nn, optim, plot, regularizers  # noqa: E402
 from gpunet.backend import asarray, seed, to_numpy
 from gpunet.gradient_check import GradcheckResult, gradcheck
 from gpunet.io import load, save

@@ -27,11 +27,21 @@ def info() -> str:
         lines.append(f"namespace:      {ns.__name__}")
         lines.append(f"kernels:        {_kernel_status(name)}")
     lines.append(f"numba:          {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads")
+    lines.append(f"blas:           {_blas_status()}")
     lines.append(f"numba cache:    {_numba_cache_dir()}")
     lines.append(f"cupy:           {backend.cupy_status()}")
     variables = {k: v for k, v in os.environ.items() if k.startswith("GPUNET_")}
     lines.append(f"environment:    {variables or 'no GPUNET_* variables set'}")
     return "\n".join(lines)
+
+
+def _blas_status() -> str:
+    try:
+        from gpunet.kernels import _blas
+
+        return _blas.describe()
+    except Exception as err:  # report, do not crash: this is the diagnostic tool
+        return f"unknown ({err!r})"
 
 
 def _library_version(name: str) -> str:

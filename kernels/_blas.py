@@ -1,0 +1,74 @@
+"""The BLAS under NumPy: how many threads it runs, and whether its idle threads spin.
+
+OpenBLAS keeps its worker threads spinning after each threaded call, by default for
+2^28 cycles (about 0.1 s), before they sleep. A training step calls a threaded GEMM
+every few milliseconds, so they never sleep, and a spinning thread takes half of a core
+from whatever shares that core with it. On the 2-core test machine, whose two cores were
+at times the two hardware threads of one core, that made gpunet's own single-threaded
+kernels up to 3.9x slower and a CNN training step (W2) 50 ms instead of 36 ms.
+
+``OPENBLAS_THREAD_TIMEOUT`` (log2 of the cycles) shortens the spin; OpenBLAS reads it
+once, when it loads. ``import gpunet`` sets it to ``SPIN`` unless it is set already, which
+takes effect when gpunet is imported before NumPy. ``quiet()`` says whether it did, and
+the convolution's blocks run on several threads only then: against spinning BLAS threads
+they were slower than on one.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+SPIN = 20  # 2^20 cycles, ~0.4 ms at 2.5 GHz: back-to-back GEMMs still find them awake
+DEFAULT_SPIN = 28  # OpenBLAS's THREAD_TIMEOUT when the variable is unset
+
+
+@functools.cache
+def libraries() -> Any:
+    """The loaded BLAS libraries (a ``threadpoolctl`` selection, empty when none is found)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="blas")
+
+
+def threads() -> int:
+    """The BLAS's thread count now (1 where no BLAS is found)."""
+    counts = [c.get_num_threads() for c in libraries().lib_controllers]
+    return max(1, min(counts)) if counts else 1
+
+
+def idle_spin(controller: Any) -> int | None:
+    """log2 of the cycles an idle OpenBLAS thread spins, or None (not OpenBLAS, or unknown)."""
+    if controller.internal_api != "openblas":
+        return None
+    read = getattr(controller.dynlib, "openblas_thread_timeout", None)
+    if read is None:
+        return None
+    value = int(read())
+    return min(max(value, 4), 30) if value > 0 else DEFAULT_SPIN  # OpenBLAS's own clamp
+
+
+@functools.cache
+def quiet() -> bool:
+    """Every BLAS in the process is OpenBLAS with idle threads that sleep within 2^SPIN cycles."""
+    controllers = libraries().lib_controllers
+    spins = [idle_spin(c) for c in controllers]
+    return bool(spins) and all(s is not None and s <= SPIN for s in spins)
+
+
+def describe() -> str:
+    """One line per BLAS library, for ``python -m gpunet info``."""
+    lines = []
+    for c in libraries().lib_controllers:
+        spin = idle_spin(c)
+        idle = "idle threads: unknown" if spin is None else f"idle threads spin 2^{spin} cycles"
+        name, count = c.filepath.rsplit("/", 1)[-1], c.get_num_threads()
+        lines.append(f"{c.internal_api} {c.version} ({name}), {count} threads, {idle}")
+    if not lines:
+        return "no BLAS found by threadpoolctl"
+    if not quiet():
+        lines.append(
+            f"convolution blocks run on one thread: set OPENBLAS_THREAD_TIMEOUT={SPIN} or "
+            "import gpunet before NumPy"
+        )
+    return "; ".join(lines)

@@ -1,0 +1,118 @@
+"""The BLAS idle-spin setting and the convolution's blocks on several threads.
+
+``import gpunet`` before NumPy shortens OpenBLAS's idle spin; only then do the CPU
+convolution's blocks run in shares on several threads, which must give the numbers of
+one thread.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from gpunet.kernels import _blas
+from gpunet.kernels import conv as kernels
+
+numpy_session = pytest.mark.skipif(
+    os.environ.get("GPUNET_BACKEND", "numpy") != "numpy",
+    reason="CPU kernels: checked once, in the numpy session",
+)
+
+REPORT = (
+    "from gpunet.kernels import _blas\n"
+    "c = _blas.libraries().lib_controllers\n"
+    "print(_blas.idle_spin(c[0]) if c else None, _blas.quiet())\n"
+)
+
+
+def _report(first_import, **env):
+    """(idle spin, quiet) in a fresh interpreter that runs ``first_import`` first."""
+    clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    clean.update(env)
+    out = subprocess.run(
+        [sys.executable, "-c", f"{first_import}\n{REPORT}"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return out[0], out[1]
+
+
+@pytest.fixture(scope="module")
+def openblas():
+    controllers = _blas.libraries().lib_controllers
+    if not controllers or _blas.idle_spin(controllers[0]) is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS that reports its idle spin")
+
+
+@numpy_session
+def test_gpunet_first_shortens_the_idle_spin(openblas):
+    assert _report("import gpunet") == (str(_blas.SPIN), "True")
+
+
+@numpy_session
+def test_numpy_first_keeps_the_default_spin_and_one_thread(openblas):
+    assert _report("import numpy\nimport gpunet") == (str(_blas.DEFAULT_SPIN), "False")
+
+
+@numpy_session
+def test_a_value_in_the_environment_is_kept(openblas):
+    assert _report("import gpunet", OPENBLAS_THREAD_TIMEOUT="12") == ("12", "True")
+    assert _report("import gpunet", OPENBLAS_THREAD_TIMEOUT="24") == ("24", "False")
+
+
+def _convolve(rng, dtype):
+    """Forward and backward of a 5x5 convolution over enough images for many blocks."""
+    x = rng.standard_normal((64, 16, 14, 14)).astype(dtype)
+    w = rng.standard_normal((32, 16, 5, 5)).astype(dtype)
+    b = rng.standard_normal(32).astype(dtype)
+    geometry = ((1, 1), (2, 2), (1, 1))
+    y, saved = kernels.conv2d_forward_cpu(x, w, b, *geometry, {})
+    grad = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = kernels.conv2d_backward_cpu(grad, saved, w, x.shape, *geometry, True, {})
+    return y, dx, dw, db
+
+
+@numpy_session
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shares_give_the_numbers_of_one_thread(monkeypatch, dtype):
+    monkeypatch.setattr(kernels._blas, "quiet", lambda: True)
+    monkeypatch.setattr(kernels, "_cores", lambda: 1)
+    one = _convolve(np.random.default_rng(0), dtype)
+    calls = []
+    original = kernels._in_shares
+
+    def counted(firsts, run):
+        calls.append(len(list(firsts)))
+        original(firsts, run)
+
+    monkeypatch.setattr(kernels, "_cores", lambda: 3)
+    monkeypatch.setattr(kernels, "_in_shares", counted)
+    shared = _convolve(np.random.default_rng(0), dtype)
+    blocks = -(-64 // kernels._block_size(64, 14 * 14, 16 * 25, np.dtype(dtype).itemsize))
+    assert blocks >= 3 and calls == [blocks, blocks]  # forward and backward, in 3 shares
+    # Sums of 400 (forward) to 12544 (weight gradient) products of unit normals: the BLAS
+    # on one thread or two orders them differently, so they agree to rounding.
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    for a, b in zip(shared, one, strict=True):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@numpy_session
+def test_an_error_in_a_share_is_raised_after_every_share_ends(monkeypatch):
+    monkeypatch.setattr(kernels._blas, "quiet", lambda: True)
+    monkeypatch.setattr(kernels, "_cores", lambda: 2)
+    done = []
+
+    def run(share, firsts):
+        if share == 1:
+            raise ValueError("share 1 failed")
+        done.extend(firsts)
+
+    with pytest.raises(ValueError, match="share 1 failed"):
+        kernels._in_shares(range(0, 8, 2), run)
+    assert done == [0, 4]
