@@ -9,9 +9,9 @@ kernels up to 3.9x slower and a CNN training step (W2) 50 ms instead of 36 ms.
 
 ``OPENBLAS_THREAD_TIMEOUT`` (log2 of the cycles) shortens the spin; OpenBLAS reads it
 once, when it loads. ``import gpunet`` sets it to ``SPIN`` unless it is set already, which
-takes effect when gpunet is imported before NumPy. ``quiet()`` says whether it did, and
-the convolution's blocks run on several threads only then: against spinning BLAS threads
-they were slower than on one.
+takes effect when gpunet is imported before NumPy. ``quiet()`` says whether it did; work
+is split into shares on several threads (``_shares``) only then: against spinning BLAS
+threads the shares were slower than one thread.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def describe() -> str:
         return "no BLAS found by threadpoolctl"
     if not quiet():
         lines.append(
-            f"convolution blocks run on one thread: set OPENBLAS_THREAD_TIMEOUT={SPIN} or "
+            f"gpunet's kernels keep to one thread: set OPENBLAS_THREAD_TIMEOUT={SPIN} or "
             "import gpunet before NumPy"
         )
     return "; ".join(lines)

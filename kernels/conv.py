@@ -18,17 +18,14 @@ The index arithmetic is written once (``input_coord``, ``output_coord``,
 
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import math
-import os
-import threading
 import warnings
 
 import numba
 import numpy as np
 
-from . import _blas
+from . import _shares
 from ._cuda import current_stream, device_arrays
 
 THREADS_PER_BLOCK = 256
@@ -51,7 +48,7 @@ def _jit(function, parallel):
     """
     # error_model="numpy": no zero-division checks in the index arithmetic (every
     # divisor is a validated size or stride >= 1), so the inner loops can vectorise.
-    # nogil: the serial kernels run on several threads at once (``_in_shares``).
+    # nogil: the serial kernels run on several threads at once (``_shares``).
     options = {"parallel": parallel, "error_model": "numpy", "nogil": not parallel}
     try:
         return numba.njit(cache=True, **options)(function)
@@ -259,72 +256,6 @@ def _grad_block(grad, first, out, bias_grad):
         bias_grad[o] += total
 
 
-# --------------------------------------------------------------------------- CPU shares
-#
-# The blocks of a convolution are independent, so where there are several cores each
-# takes its own share of them and runs the unfolding, the GEMM and the output pass on
-# it, with the BLAS held to one thread meanwhile. A block then stays in the cache of the
-# core that built it, and every step of it runs in parallel, not only the GEMM. Measured
-# on 2 cores: W2's second convolution 9.1 -> 6.0 ms forward and 20.5 -> 12 ms backward at
-# batch 64; W6 (inference at batch 256) 55 -> 39 ms per step. Only while the BLAS's idle
-# threads sleep (``_blas.quiet()``): against spinning ones the shares were slower than
-# one thread (W6 68 against 60 ms).
-
-_pool_lock = threading.Lock()
-_pool: tuple[concurrent.futures.ThreadPoolExecutor, int] | None = None
-
-
-def _cores():
-    """The threads to share blocks over: the BLAS's thread count (the user's setting,
-    e.g. ``OMP_NUM_THREADS``), at most the cores this process may run on."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return min(cores, _blas.threads())
-
-
-def _workers(count):
-    """The shared thread pool, with room for ``count`` workers."""
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool[1] < count:
-            _pool = (concurrent.futures.ThreadPoolExecutor(count, "gpunet-conv"), count)
-        return _pool[0]
-
-
-def _in_shares(firsts, run):
-    """``run(share, firsts[share::count])`` for each of ``count`` shares of the blocks.
-
-    ``count`` is the number of cores, or of blocks if fewer, and 1 unless the BLAS is
-    quiet. One share runs on the calling thread, with the BLAS's own threads; several run
-    at once, on the calling thread and the pool's, with the BLAS held to one thread.
-    Every share finishes before the first error, if any, is raised.
-    """
-    firsts = list(firsts)
-    count = min(_cores(), len(firsts)) if _blas.quiet() else 1
-    if count <= 1:
-        run(0, firsts)
-        return
-    with _blas.libraries().limit(limits=1):
-        pool = _workers(count - 1)
-        futures = [pool.submit(run, share, firsts[share::count]) for share in range(1, count)]
-        try:
-            run(0, firsts[0::count])
-        finally:
-            concurrent.futures.wait(futures)
-    for future in futures:
-        future.result()
-
-
-def _sum_shares(parts):
-    """The sum of the shares' partial results, in share order (a fixed summation order)."""
-    total = parts[0]
-    for share in range(1, len(parts)):
-        total += parts[share]
-    return total
-
-
 # --------------------------------------------------------------------------- CPU API
 
 
@@ -376,7 +307,9 @@ def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=Non
             np.matmul(rows[:m], weight_rows.T, out=product[:m])
             _output_block(product[:m], bias, y, first)
 
-    _in_shares(range(0, n, block), run)
+    firsts = range(0, n, block)
+    shares = _shares.count(len(firsts))
+    _shares.run(shares, lambda share: run(share, firsts[share::shares]))
     return y.reshape(n, o, oh, ow), padded
 
 
@@ -422,8 +355,10 @@ def conv2d_backward_cpu(
                 _row2im(row_grads[:m], padded_grad, first, kh, kw, *stride, *dilation, oh, ow)
         weight_grads[share], bias_grads[share] = weight_grad, bias_grad
 
-    _in_shares(range(0, n, block), run)
-    weight_grad, bias_grad = _sum_shares(weight_grads), _sum_shares(bias_grads)
+    firsts = range(0, n, block)
+    shares = _shares.count(len(firsts))
+    _shares.run(shares, lambda share: run(share, firsts[share::shares]))
+    weight_grad, bias_grad = _shares.total(weight_grads), _shares.total(bias_grads)
     weight_grad = np.ascontiguousarray(weight_grad.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     dx = None
     if input_grad:

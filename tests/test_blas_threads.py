@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from gpunet.kernels import _blas
+from gpunet.kernels import _blas, _shares
 from gpunet.kernels import conv as kernels
 
 numpy_session = pytest.mark.skipif(
@@ -80,21 +80,20 @@ def _convolve(rng, dtype):
 @numpy_session
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_shares_give_the_numbers_of_one_thread(monkeypatch, dtype):
-    monkeypatch.setattr(kernels._blas, "quiet", lambda: True)
-    monkeypatch.setattr(kernels, "_cores", lambda: 1)
+    monkeypatch.setattr(_blas, "quiet", lambda: True)
+    monkeypatch.setattr(_shares, "cores", lambda: 1)
     one = _convolve(np.random.default_rng(0), dtype)
-    calls = []
-    original = kernels._in_shares
+    counts = []
+    original = _shares.run
 
-    def counted(firsts, run):
-        calls.append(len(list(firsts)))
-        original(firsts, run)
+    def counted(shares, task):
+        counts.append(shares)
+        original(shares, task)
 
-    monkeypatch.setattr(kernels, "_cores", lambda: 3)
-    monkeypatch.setattr(kernels, "_in_shares", counted)
+    monkeypatch.setattr(_shares, "cores", lambda: 3)
+    monkeypatch.setattr(_shares, "run", counted)
     shared = _convolve(np.random.default_rng(0), dtype)
-    blocks = -(-64 // kernels._block_size(64, 14 * 14, 16 * 25, np.dtype(dtype).itemsize))
-    assert blocks >= 3 and calls == [blocks, blocks]  # forward and backward, in 3 shares
+    assert counts == [3, 3]  # forward and backward
     # Sums of 400 (forward) to 12544 (weight gradient) products of unit normals: the BLAS
     # on one thread or two orders them differently, so they agree to rounding.
     tol = 2e-4 if dtype == np.float32 else 1e-11
@@ -102,17 +101,27 @@ def test_shares_give_the_numbers_of_one_thread(monkeypatch, dtype):
         np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
 
 
-@numpy_session
-def test_an_error_in_a_share_is_raised_after_every_share_ends(monkeypatch):
-    monkeypatch.setattr(kernels._blas, "quiet", lambda: True)
-    monkeypatch.setattr(kernels, "_cores", lambda: 2)
+def test_no_shares_while_the_blas_spins(monkeypatch):
+    monkeypatch.setattr(_shares, "cores", lambda: 4)
+    monkeypatch.setattr(_blas, "quiet", lambda: False)
+    assert _shares.count(10) == 1
+    monkeypatch.setattr(_blas, "quiet", lambda: True)
+    assert (_shares.count(10), _shares.count(3), _shares.count(1)) == (4, 3, 1)
+
+
+def test_bounds_split_rows_evenly():
+    assert _shares.bounds(64, 2) == [slice(0, 32), slice(32, 64)]
+    assert _shares.bounds(10, 3) == [slice(0, 3), slice(3, 6), slice(6, 10)]
+
+
+def test_an_error_in_a_share_is_raised_after_every_share_ends():
     done = []
 
-    def run(share, firsts):
+    def task(share):
         if share == 1:
             raise ValueError("share 1 failed")
-        done.extend(firsts)
+        done.append(share)
 
     with pytest.raises(ValueError, match="share 1 failed"):
-        kernels._in_shares(range(0, 8, 2), run)
-    assert done == [0, 4]
+        _shares.run(3, task)
+    assert sorted(done) == [0, 2]
