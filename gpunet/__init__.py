@@ -21,7 +21,10 @@ from gpunet import backend, data, init, losses, nn, optim, plot, regularizers  #
 from gpunet.backend import asarray, seed, to_numpy
 from gpunet.gradient_check import GradcheckResult, gradcheck
 from gpunet.io import load, save
+from gpunet.kernels._blas import quieten as _quieten_blas
 from gpunet.training import History, evaluate, fit, predict
+
+_quieten_blas()  # where NumPy loaded OpenBLAS before gpunet, it takes the setting now
 
 __version__ = "0.1.0"
 

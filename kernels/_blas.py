@@ -7,16 +7,18 @@ from whatever shares that core with it. On the 2-core test machine, whose two co
 at times the two hardware threads of one core, that made gpunet's own single-threaded
 kernels up to 3.9x slower and a CNN training step (W2) 50 ms instead of 36 ms.
 
-``OPENBLAS_THREAD_TIMEOUT`` (log2 of the cycles) shortens the spin; OpenBLAS reads it
-once, when it loads. ``import gpunet`` sets it to ``SPIN`` unless it is set already, which
-takes effect when gpunet is imported before NumPy. ``quiet()`` says whether it did; work
-is split into shares on several threads (``_shares``) only then: against spinning BLAS
-threads the shares were slower than one thread.
+``OPENBLAS_THREAD_TIMEOUT`` (log2 of the cycles) shortens the spin. OpenBLAS reads it when
+it loads, so ``import gpunet`` sets it to ``SPIN`` (unless it is set already) before it
+imports NumPy; where NumPy, and OpenBLAS with it, was loaded first, ``quieten()`` has
+OpenBLAS read it again and restarts its threads, as OpenBLAS itself does around a
+``fork()``. With the spin short, work is split into shares on several threads
+(``_shares``); against spinning BLAS threads the shares were slower than one thread.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 SPIN = 20  # 2^20 cycles, ~0.4 ms at 2.5 GHz: back-to-back GEMMs still find them awake
@@ -48,6 +50,26 @@ def idle_spin(controller: Any) -> int | None:
     return min(max(value, 4), 30) if value > 0 else DEFAULT_SPIN  # OpenBLAS's own clamp
 
 
+def quieten() -> None:
+    """Have every loaded OpenBLAS use ``OPENBLAS_THREAD_TIMEOUT`` (``SPIN`` unless set).
+
+    An OpenBLAS whose spin differs re-reads its environment and stops its threads, which
+    it starts again at its next threaded call. Call it while no other thread is inside a
+    BLAS call (``import gpunet`` does). A library without those entry points is left as
+    it is, and ``quiet()`` then says so.
+    """
+    wanted = int(os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", str(SPIN)))
+    for controller in libraries().lib_controllers:
+        spin = idle_spin(controller)
+        read_env = getattr(controller.dynlib, "openblas_read_env", None)
+        stop_threads = getattr(controller.dynlib, "blas_thread_shutdown_", None)
+        if spin is None or spin == min(max(wanted, 4), 30) or not (read_env and stop_threads):
+            continue
+        read_env()
+        stop_threads()
+    quiet.cache_clear()
+
+
 @functools.cache
 def quiet() -> bool:
     """Every BLAS in the process is OpenBLAS with idle threads that sleep within 2^SPIN cycles."""
@@ -68,7 +90,6 @@ def describe() -> str:
         return "no BLAS found by threadpoolctl"
     if not quiet():
         lines.append(
-            f"gpunet's kernels keep to one thread: set OPENBLAS_THREAD_TIMEOUT={SPIN} or "
-            "import gpunet before NumPy"
+            f"gpunet's kernels keep to one thread (OPENBLAS_THREAD_TIMEOUT above {SPIN})"
         )
     return "; ".join(lines)

@@ -28,7 +28,7 @@ REPORT = (
 )
 
 
-def _report(first_import, **env):
+def _report(first_import, with_header=False, **env):
     """(idle spin, quiet) in a fresh interpreter that runs ``first_import`` first."""
     clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     clean.update(env)
@@ -39,7 +39,7 @@ def _report(first_import, **env):
         text=True,
         check=True,
     ).stdout.split()
-    return out[0], out[1]
+    return tuple(out) if with_header else (out[0], out[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,19 @@ def test_gpunet_first_shortens_the_idle_spin(openblas):
 
 
 @numpy_session
-def test_numpy_first_keeps_the_default_spin_and_one_thread(openblas):
-    assert _report("import numpy\nimport gpunet") == (str(_blas.DEFAULT_SPIN), "False")
+def test_numpy_first_with_threads_running_takes_the_setting_too(openblas):
+    numpy_first = (
+        "import numpy, threadpoolctl\n"
+        "x = numpy.ones((256, 256))\n"
+        "x @ x\n"  # OpenBLAS's threads are up, with the default spin
+        "blas = threadpoolctl.ThreadpoolController().select(user_api='blas')\n"
+        "print(blas.lib_controllers[0].dynlib.openblas_thread_timeout())\n"
+        "import gpunet\n"
+        "assert (x @ x == 256).all()\n"  # its threads start again for the next call
+    )
+    unset, *after = _report(numpy_first, with_header=True)
+    assert unset == "0"  # not set: OpenBLAS spins 2^28 cycles
+    assert after == [str(_blas.SPIN), "True"]
 
 
 @numpy_session
