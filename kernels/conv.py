@@ -143,10 +143,12 @@ def geometry(x_shape, kernel_size, stride, padding, dilation):
 # Flat indices are unsigned (``uint64``) so Numba emits no negative-index wraparound
 # test per element and LLVM can vectorise the copies; every index here is >= 0.
 
-# Bytes of unfolded rows per block: 1.5 MiB (an L2 of 1 MiB per core and 8 MiB of L3
-# here). Measured on W2's second convolution at batch 64, forward + backward: 512 KiB
-# 23.7 ms, 1.5 MiB 20.1 ms, 3 MiB 22.0 ms; the whole batch at once (20 MB) 32 ms.
-BLOCK_BYTES = 3 << 19
+# Bytes of unfolded rows per block: 1 MiB, the L2 of one core here (8 MiB of L3 shared).
+# With each core on its own blocks (``_shares``), W2's training step at batch 64 took
+# 32.7-35.4 ms with 1 MiB blocks, 33.3-34.1 with 768 KiB and 37.1-38.3 with 1.5 MiB (two
+# interleaved runs); W6 41.6-43.8, 43.2-43.6 and 42.4-45.5. On one thread, before the
+# shares: 512 KiB 23.7 ms, 1.5 MiB 20.1 ms, 3 MiB 22.0 ms for W2's second convolution.
+BLOCK_BYTES = 1 << 20
 
 
 def serial_kernel(function):
