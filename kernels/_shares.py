@@ -48,6 +48,16 @@ def count(pieces: int) -> int:
     return min(cores(), pieces)
 
 
+def _forget_pool() -> None:
+    # A forked child has the pool object but none of its threads: start a new one there.
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _workers(size: int) -> concurrent.futures.ThreadPoolExecutor:
     global _pool
     with _pool_lock:

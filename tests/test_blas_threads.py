@@ -136,3 +136,23 @@ def test_an_error_in_a_share_is_raised_after_every_share_ends():
     with pytest.raises(ValueError, match="share 1 failed"):
         _shares.run(3, task)
     assert sorted(done) == [0, 2]
+
+
+def _shares_in_child(done):
+    _shares.run(2, lambda share: done.put(share))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_shares_work_in_a_forked_child():
+    import multiprocessing
+
+    _shares.run(2, lambda share: None)  # the parent's pool exists and has a thread
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    child = context.Process(target=_shares_in_child, args=(done,))
+    child.start()
+    child.join(30)
+    if child.exitcode is None:
+        child.kill()
+    assert child.exitcode == 0
+    assert sorted(done.get(timeout=5) for _ in range(2)) == [0, 1]
