@@ -33,10 +33,6 @@ def main() -> int:
     module_name, framework, device, batch = sys.argv[1:5]
     if device == "gpu" and framework == "gpunet":
         os.environ["GPUNET_BACKEND"] = "cupy"
-    if framework == "gpunet":
-        # First, as a script with sorted imports has it: ``import gpunet`` before NumPy
-        # loads lets gpunet shorten OpenBLAS's idle spin (kernels/_blas.py).
-        import gpunet  # noqa: F401
     module = importlib.import_module(f"benchmarks.{module_name}")
     start = time.perf_counter()
     step = module.build(framework, device, int(batch))

@@ -90,6 +90,7 @@ def describe() -> str:
         return "no BLAS found by threadpoolctl"
     if not quiet():
         lines.append(
-            f"gpunet's kernels keep to one thread (OPENBLAS_THREAD_TIMEOUT above {SPIN})"
+            f"gpunet's kernels keep to one thread: the BLAS's idle threads may spin "
+            f"(OPENBLAS_THREAD_TIMEOUT above {SPIN}, or not OpenBLAS)"
         )
     return "; ".join(lines)

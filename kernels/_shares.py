@@ -24,7 +24,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from . import _blas
 
@@ -86,10 +86,10 @@ def run(shares: int, task: Callable[[int], None]) -> None:
         future.result()
 
 
-def bounds(size: int, shares: int) -> list[slice]:
-    """``size`` rows in ``shares`` contiguous slices, as even as can be."""
-    edges = [size * share // shares for share in range(shares + 1)]
-    return [slice(edges[s], edges[s + 1]) for s in range(shares)]
+def deal(pieces: Sequence, task: Callable[[int, Sequence], None]) -> None:
+    """``task(share, pieces[share::shares])`` for each share: the pieces dealt in turn."""
+    shares = count(len(pieces))
+    run(shares, lambda share: task(share, pieces[share::shares]))
 
 
 def total(parts: dict) -> object:

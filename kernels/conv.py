@@ -309,9 +309,7 @@ def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=Non
             np.matmul(rows[:m], weight_rows.T, out=product[:m])
             _output_block(product[:m], bias, y, first)
 
-    firsts = range(0, n, block)
-    shares = _shares.count(len(firsts))
-    _shares.run(shares, lambda share: run(share, firsts[share::shares]))
+    _shares.deal(range(0, n, block), run)
     return y.reshape(n, o, oh, ow), padded
 
 
@@ -357,9 +355,7 @@ def conv2d_backward_cpu(
                 _row2im(row_grads[:m], padded_grad, first, kh, kw, *stride, *dilation, oh, ow)
         weight_grads[share], bias_grads[share] = weight_grad, bias_grad
 
-    firsts = range(0, n, block)
-    shares = _shares.count(len(firsts))
-    _shares.run(shares, lambda share: run(share, firsts[share::shares]))
+    _shares.deal(range(0, n, block), run)
     weight_grad, bias_grad = _shares.total(weight_grads), _shares.total(bias_grads)
     weight_grad = np.ascontiguousarray(weight_grad.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     dx = None

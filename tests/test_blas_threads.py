@@ -120,9 +120,12 @@ def test_no_shares_while_the_blas_spins(monkeypatch):
     assert (_shares.count(10), _shares.count(3), _shares.count(1)) == (4, 3, 1)
 
 
-def test_bounds_split_rows_evenly():
-    assert _shares.bounds(64, 2) == [slice(0, 32), slice(32, 64)]
-    assert _shares.bounds(10, 3) == [slice(0, 3), slice(3, 6), slice(6, 10)]
+def test_deal_hands_out_the_pieces_in_turn(monkeypatch):
+    monkeypatch.setattr(_blas, "quiet", lambda: True)
+    monkeypatch.setattr(_shares, "cores", lambda: 3)
+    dealt = {}
+    _shares.deal(range(0, 14, 2), lambda share, pieces: dealt.update({share: list(pieces)}))
+    assert dealt == {0: [0, 6, 12], 1: [2, 8], 2: [4, 10]}
 
 
 def test_an_error_in_a_share_is_raised_after_every_share_ends():
