@@ -40,8 +40,11 @@ def threads() -> int:
 
 
 def idle_spin(controller: Any) -> int | None:
-    """log2 of the cycles an idle OpenBLAS thread spins, or None (not OpenBLAS, or unknown)."""
+    """log2 of the cycles an idle OpenBLAS thread spins, or None: not OpenBLAS, not its own
+    pthreads server (an OpenMP build waits as the OpenMP runtime says), or unknown."""
     if controller.internal_api != "openblas":
+        return None
+    if getattr(controller, "threading_layer", "pthreads") != "pthreads":
         return None
     read = getattr(controller.dynlib, "openblas_thread_timeout", None)
     if read is None:

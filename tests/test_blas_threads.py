@@ -159,3 +159,12 @@ def test_shares_work_in_a_forked_child():
         child.kill()
     assert child.exitcode == 0
     assert sorted(done.get(timeout=5) for _ in range(2)) == [0, 1]
+
+
+def test_only_openblas_with_its_own_threads_reports_a_spin():
+    class Controller:
+        internal_api, threading_layer = "openblas", "openmp"
+
+    assert _blas.idle_spin(Controller()) is None
+    Controller.internal_api, Controller.threading_layer = "mkl", "intel"
+    assert _blas.idle_spin(Controller()) is None
