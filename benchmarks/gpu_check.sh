@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check: the whole suite on the cupy backend, the examples on CUDA, and the GPU
 # benchmark against PyTorch with cuDNN. Needs no network: CuPy, Numba, numba-cuda,
-# PyTorch and pytest must be installed; array-api-compat (and array-api-strict) may come
-# as wheels in WHEEL_DIR.
+# PyTorch and pytest must be installed; array-api-compat, array-api-strict and
+# threadpoolctl may come as wheels in WHEEL_DIR.
 #
 #   benchmarks/gpu_check.sh OUT_DIR [WHEEL_DIR]
 #
@@ -20,6 +20,10 @@ if [ -n "$wheels" ]; then
   site=/tmp/gpunet-site
   "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" \
     "$wheels"/array_api_compat-*.whl "$wheels"/array_api_strict-*.whl || exit 1
+  if ! "$py" -c "import threadpoolctl" 2>/dev/null; then
+    "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" \
+      "$wheels"/threadpoolctl-*.whl || exit 1
+  fi
   # numba-cuda releases lag NumPy: if numba.cuda cannot import with the NumPy here and a
   # NumPy wheel was brought along, use that one (and say so).
   if ! "$py" -c "from numba import cuda" 2>/dev/null && ls "$wheels"/numpy-*.whl >/dev/null 2>&1; then
