@@ -6,7 +6,8 @@ differently, because their memory differs:
 
 * CPU (``conv2d_forward_cpu``): blocks of images at a time, each block's rows kept in
   cache and multiplied at once, and rebuilt in backward rather than stored (see the
-  comment above the CPU kernels).
+  comment above the CPU kernels); the blocks are dealt to one share per core
+  (``_shares``).
 * CUDA (``conv2d_forward_cuda``): the whole batch's column matrix ``(K, N*OH*OW)``, one
   thread per element (``im2col``), one cuBLAS GEMM, then ``conv_output`` moves the
   ``(O, N*P)`` product to NCHW while adding the bias; backward runs the adjoints, one
