@@ -10,14 +10,15 @@ The backend is chosen by ``GPUNET_BACKEND`` (numpy, cupy, array_api_strict, auto
 ``gpunet.backend``.
 """
 
-import os
+from gpunet.kernels import _threads
 
-# Before anything loads NumPy: OpenBLAS's idle threads then sleep after 2^20 cycles, not
-# spin for 2^28 while gpunet's own kernels run (kernels/_blas.py says why and what it
-# measured). A value already in the environment is kept.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
+# Before anything loads NumPy or an OpenMP runtime: the idle threads of OpenBLAS and of
+# Numba's pool then sleep rather than spin while the other pool or gpunet's own kernels
+# run (kernels/_threads.py and kernels/_blas.py say why and what it measured). Values
+# already in the environment are kept.
+_threads.prepare()
 
-from gpunet import backend, data, init, losses, nn, optim, plot, regularizers  # noqa: E402
+from gpunet import backend, data, init, losses, nn, optim, plot, regularizers
 from gpunet.backend import asarray, seed, to_numpy
 from gpunet.gradient_check import GradcheckResult, gradcheck
 from gpunet.io import load, save

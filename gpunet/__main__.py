@@ -26,13 +26,30 @@ def info() -> str:
         lines.append(f"device:         {backend.device_description()}")
         lines.append(f"namespace:      {ns.__name__}")
         lines.append(f"kernels:        {_kernel_status(name)}")
-    lines.append(f"numba:          {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads")
+    lines.append(
+        f"numba:          {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads"
+        f"{_numba_pool_status()}"
+    )
     lines.append(f"blas:           {_blas_status()}")
     lines.append(f"numba cache:    {_numba_cache_dir()}")
     lines.append(f"cupy:           {backend.cupy_status()}")
     variables = {k: v for k, v in os.environ.items() if k.startswith("GPUNET_")}
     lines.append(f"environment:    {variables or 'no GPUNET_* variables set'}")
     return "\n".join(lines)
+
+
+def _numba_pool_status() -> str:
+    try:
+        import numba
+
+        from gpunet.kernels import _threads
+
+        sleep = _threads.numba_workers_sleep()
+        layer = numba.threading_layer()
+    except Exception as err:  # report, do not crash: this is the diagnostic tool
+        return f", threading layer unknown ({err!r})"
+    idle = "sleep" if sleep else "may spin: recurrent cells keep to one thread"
+    return f", layer {layer}, idle workers {idle}"
 
 
 def _blas_status() -> str:

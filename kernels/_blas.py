@@ -9,10 +9,17 @@ kernels up to 3.9x slower and a CNN training step (W2) 50 ms instead of 36 ms.
 
 ``OPENBLAS_THREAD_TIMEOUT`` (log2 of the cycles) shortens the spin. OpenBLAS reads it when
 it loads, so ``import gpunet`` sets it to ``SPIN`` (unless it is set already) before it
-imports NumPy; where NumPy, and OpenBLAS with it, was loaded first, ``quieten()`` has
-OpenBLAS read it again and restarts its threads, as OpenBLAS itself does around a
-``fork()``. With the spin short, work is split into shares on several threads
-(``_shares``); against spinning BLAS threads the shares were slower than one thread.
+imports NumPy (``_threads.prepare``); where NumPy, and OpenBLAS with it, was loaded first,
+``quieten()`` has OpenBLAS read it again and restarts its threads, as OpenBLAS itself does
+around a ``fork()``. With the spin at most ``QUIET``, work is split into shares on several
+threads (``_shares``) and a recurrent cell runs on Numba's threads between its GEMMs
+(``_threads``); against spinning BLAS threads either was slower than one thread.
+
+``SPIN`` is OpenBLAS's least, 2^4 cycles: the threads sleep as soon as a call ends. While
+gpunet's kernels kept to one thread between GEMMs, spins of 2^4 to 2^22 gave W2, W3 and W6
+within 2 ms of each other; a cell split over two threads right after a GEMM needs the
+short spin: W3's 50 forward cells took 4.6-5.7 ms with spins of 2^4 to 2^16 and 7.9 ms
+with 2^20, against 6.7-7.8 ms on one thread.
 """
 
 from __future__ import annotations
@@ -21,16 +28,29 @@ import functools
 import os
 from typing import Any
 
-SPIN = 20  # 2^20 cycles, ~0.4 ms at 2.5 GHz: back-to-back GEMMs still find them awake
+SPIN = 4  # what ``import gpunet`` sets: idle threads sleep as soon as a call ends
+QUIET = 16  # the longest spin (2^16 cycles, ~26 us at 2.5 GHz) that counts as quiet
 DEFAULT_SPIN = 28  # OpenBLAS's THREAD_TIMEOUT when the variable is unset
+
+
+@functools.cache
+def _loaded() -> Any:
+    # threadpoolctl's scan of the libraries loaded now; ``import gpunet`` makes it
+    # (through ``quieten``), so it shows what was loaded before gpunet.
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 @functools.cache
 def libraries() -> Any:
     """The loaded BLAS libraries (a ``threadpoolctl`` selection, empty when none is found)."""
-    from threadpoolctl import ThreadpoolController
+    return _loaded().select(user_api="blas")
 
-    return ThreadpoolController().select(user_api="blas")
+
+def openmp_loaded_first() -> bool:
+    """An OpenMP runtime was loaded before ``import gpunet`` (so before ``_threads.prepare``)."""
+    return bool(_loaded().select(user_api="openmp").lib_controllers)
 
 
 def threads() -> int:
@@ -75,10 +95,10 @@ def quieten() -> None:
 
 @functools.cache
 def quiet() -> bool:
-    """Every BLAS in the process is OpenBLAS with idle threads that sleep within 2^SPIN cycles."""
+    """Every BLAS in the process is OpenBLAS with idle threads that sleep within 2^QUIET cycles."""
     controllers = libraries().lib_controllers
     spins = [idle_spin(c) for c in controllers]
-    return bool(spins) and all(s is not None and s <= SPIN for s in spins)
+    return bool(spins) and all(s is not None and s <= QUIET for s in spins)
 
 
 def describe() -> str:
@@ -94,6 +114,6 @@ def describe() -> str:
     if not quiet():
         lines.append(
             f"gpunet's kernels keep to one thread: the BLAS's idle threads may spin "
-            f"(OPENBLAS_THREAD_TIMEOUT above {SPIN}, or not OpenBLAS)"
+            f"(OPENBLAS_THREAD_TIMEOUT above {QUIET}, or not OpenBLAS)"
         )
     return "; ".join(lines)

@@ -1,8 +1,9 @@
-"""The BLAS idle-spin setting and the convolution's blocks on several threads.
+"""The idle-thread settings, and the convolution's blocks on several threads.
 
-``import gpunet`` before NumPy shortens OpenBLAS's idle spin; only then do the CPU
-convolution's blocks run in shares on several threads, which must give the numbers of
-one thread.
+``import gpunet`` before NumPy shortens OpenBLAS's idle spin and asks the OpenMP runtime
+behind Numba's threads to wait passively; only then do the CPU convolution's blocks run
+in shares on several threads, which must give the numbers of one thread, and recurrent
+cells on Numba's threads between their GEMMs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from gpunet.kernels import _blas, _shares
+from gpunet.kernels import _blas, _shares, _threads
 from gpunet.kernels import conv as kernels
 
 numpy_session = pytest.mark.skipif(
@@ -30,7 +31,8 @@ REPORT = (
 
 def _report(first_import, with_header=False, **env):
     """(idle spin, quiet) in a fresh interpreter that runs ``first_import`` first."""
-    clean = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    unset = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
     clean.update(env)
     out = subprocess.run(
         [sys.executable, "-c", f"{first_import}\n{REPORT}"],
@@ -168,3 +170,71 @@ def test_only_openblas_with_its_own_threads_reports_a_spin():
     assert _blas.idle_spin(Controller()) is None
     Controller.internal_api, Controller.threading_layer = "mkl", "intel"
     assert _blas.idle_spin(Controller()) is None
+
+
+THREADS_REPORT = (
+    "import os, numba\n"
+    "from gpunet.kernels import _threads\n"
+    "print(os.environ['OMP_WAIT_POLICY'], os.environ['OPENBLAS_THREAD_TIMEOUT'],"
+    " _threads.numba_workers_sleep(), numba.threading_layer())\n"
+)
+
+
+def _threads_report(**env):
+    unset = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
+    clean = {k: v for k, v in os.environ.items() if k not in unset}
+    clean.update(env)
+    return subprocess.run(
+        [sys.executable, "-c", f"import gpunet\n{THREADS_REPORT}"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
+@numpy_session
+def test_gpunet_asks_numbas_openmp_workers_to_wait_passively():
+    policy, spin, sleep, layer = _threads_report()
+    assert (policy, spin) == ("passive", str(_blas.SPIN))
+    assert sleep == str(layer in ("omp", "workqueue"))
+
+
+@numpy_session
+def test_a_wait_policy_in_the_environment_is_kept():
+    policy, spin, sleep, layer = _threads_report(
+        OMP_WAIT_POLICY="active", OPENBLAS_THREAD_TIMEOUT="9"
+    )
+    assert (policy, spin) == ("active", "9")
+    assert sleep == str(layer == "workqueue")  # active OpenMP workers spin
+
+
+@numpy_session
+def test_the_workqueue_layer_counts_as_sleeping():
+    assert _threads_report(NUMBA_THREADING_LAYER="workqueue")[2:] == ["True", "workqueue"]
+
+
+@pytest.mark.parametrize(
+    "layer, policy, passive_before, loaded_first, expected",
+    [
+        ("omp", "passive", False, False, True),
+        ("omp", "PASSIVE", False, False, True),
+        ("omp", "active", False, False, False),
+        ("omp", "passive", False, True, False),  # loaded before gpunet set the policy
+        ("omp", "passive", True, True, True),  # ... but the user had set it already
+        ("workqueue", "active", False, True, True),
+        ("tbb", "passive", False, False, False),  # its waits are not measured
+    ],
+)
+def test_when_numbas_workers_count_as_sleeping(
+    monkeypatch, layer, policy, passive_before, loaded_first, expected
+):
+    import numba
+
+    monkeypatch.setattr(numba, "threading_layer", lambda: layer)
+    monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+    monkeypatch.setattr(_threads, "_passive_before_gpunet", passive_before)
+    monkeypatch.setattr(_blas, "openmp_loaded_first", lambda: loaded_first)
+    assert _threads.numba_workers_sleep() is expected
+    monkeypatch.setattr(_blas, "quiet", lambda: False)
+    assert _threads.split_pays() is False

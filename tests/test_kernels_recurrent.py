@@ -240,16 +240,72 @@ def test_float32_sigmoid_and_tanh_are_accurate_everywhere():
 
 
 @numpy_session
-def test_sequence_threads_holds_one_thread_for_small_steps_and_restores():
+def test_sequence_threads_holds_one_thread_for_small_steps_and_restores(monkeypatch):
     import numba
 
+    monkeypatch.setattr(kernels._threads, "split_pays", lambda: True)
     before = numba.get_num_threads()
-    with kernels.sequence_threads_cpu(64 * 128):
+    with kernels.sequence_threads_cpu("lstm_cell_backward", 64 * 128):
         assert numba.get_num_threads() == 1
-        with kernels.sequence_threads_cpu(64 * 128):  # nested: left as it is
+        with kernels.sequence_threads_cpu("lstm_cell_backward", 64 * 128):  # nested: as it is
             assert numba.get_num_threads() == 1
         assert numba.get_num_threads() == 1
     assert numba.get_num_threads() == before
-    with kernels.sequence_threads_cpu(kernels._PARALLEL_MIN):
+    with kernels.sequence_threads_cpu("lstm_cell_backward", kernels._PARALLEL_MIN):
         assert numba.get_num_threads() == before
     assert numba.get_num_threads() == before
+
+
+@numpy_session
+@pytest.mark.parametrize("op", ["lstm_cell_forward", "gru_cell_forward"])
+def test_heavy_forward_steps_use_every_thread_only_where_idle_threads_sleep(monkeypatch, op):
+    import numba
+
+    before = numba.get_num_threads()
+    smallest = kernels._SPLIT_MIN[op]
+    monkeypatch.setattr(kernels._threads, "split_pays", lambda: True)
+    with kernels.sequence_threads_cpu(op, smallest):
+        assert numba.get_num_threads() == before
+    with kernels.sequence_threads_cpu(op, smallest - 1):
+        assert numba.get_num_threads() == 1
+    monkeypatch.setattr(kernels._threads, "split_pays", lambda: False)
+    with kernels.sequence_threads_cpu(op, smallest):
+        assert numba.get_num_threads() == 1
+    assert numba.get_num_threads() == before
+    assert numba.get_num_threads() == before
+
+
+@numpy_session
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_forward_steps_on_every_thread_give_the_numbers_of_one(cell, rng, monkeypatch):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba runs one thread here")
+    steps, n_batch, hidden = 4, 64, max(kernels._SPLIT_MIN[f"{cell}_cell_forward"] // 64, 8)
+    width = GATES[cell] * hidden
+    xw = rng.standard_normal((steps, n_batch, width)).astype(np.float32)
+    weight_hh = (0.1 * rng.standard_normal((hidden, width))).astype(np.float32)
+    bias = rng.standard_normal(width).astype(np.float32)
+    h0 = rng.standard_normal((n_batch, hidden)).astype(np.float32)
+    results, counts = [], []
+    original = kernels._KERNELS[f"{cell}_cell_forward"][0]
+
+    def counted(*args):
+        counts.append(numba.get_num_threads())
+        return original(*args)
+
+    monkeypatch.setitem(
+        kernels._KERNELS,
+        f"{cell}_cell_forward",
+        (counted, *kernels._KERNELS[f"{cell}_cell_forward"][1:]),
+    )
+    for split in (False, True):
+        monkeypatch.setattr(kernels._threads, "split_pays", lambda split=split: split)
+        numba.set_num_threads(2)
+        cache = bptt.sequence_forward(cell, xw, weight_hh, bias, bias, h0, h0)
+        results.append((cache.states.copy(), cache.saved.copy()))
+    assert counts == [1] * steps + [2] * steps
+    # each element is computed alone, whichever thread takes its row: the same bits
+    for one, split in zip(*results, strict=True):
+        np.testing.assert_array_equal(split, one)

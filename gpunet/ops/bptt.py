@@ -104,15 +104,15 @@ def sequence_forward(
         cell_states[0, ...] = c0
     if cell != "rnn":
         saved = xp.empty((steps, n_batch, 4 * hidden), dtype=xw.dtype)
-    with _step_threads(xp, n_batch * hidden):
+    with _step_threads(xp, f"{cell}_cell_forward", n_batch * hidden):
         _forward_steps(kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu)
     return SequenceCache(cell, relu, states, cell_states, saved)
 
 
-def _step_threads(xp: Any, step_elements: int) -> Any:
-    """The kernels' thread setting held over a whole sequence (a no-op where none)."""
+def _step_threads(xp: Any, op: str, step_elements: int) -> Any:
+    """The kernels' thread setting for ``op`` held over a whole sequence (a no-op where none)."""
     scope = backend.kernel("sequence_threads", xp)
-    return scope(step_elements) if scope is not None else contextlib.nullcontext()
+    return scope(op, step_elements) if scope is not None else contextlib.nullcontext()
 
 
 def _forward_steps(kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu):
@@ -189,7 +189,7 @@ def sequence_backward(
             cache, weight_hh, grad_states, dh_rec, carry, zeros
         )
     else:
-        with _step_threads(xp, n_batch * hidden):
+        with _step_threads(xp, f"{cache.cell}_cell_backward", n_batch * hidden):
             d_xw, d_hw, grad_h0, carry = _backward_fused(
                 kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros
             )
