@@ -18,7 +18,7 @@ from gpunet.kernels import _threads
 # already in the environment are kept.
 _threads.prepare()
 
-from gpunet import backend, data, init, losses, nn, optim, plot, regularizers
+from gpunet import _malloc, backend, data, init, losses, nn, optim, plot, regularizers
 from gpunet.backend import asarray, seed, to_numpy
 from gpunet.gradient_check import GradcheckResult, gradcheck
 from gpunet.io import load, save
@@ -26,6 +26,7 @@ from gpunet.kernels._blas import quieten as _quieten_blas
 from gpunet.training import History, evaluate, fit, predict
 
 _quieten_blas()  # where NumPy loaded OpenBLAS before gpunet, it takes the setting now
+_malloc.tune()  # freed arrays' memory stays for the next step (gpunet/_malloc.py)
 
 __version__ = "0.1.0"
 

@@ -12,7 +12,7 @@ def info() -> str:
     import numba
 
     import gpunet
-    from gpunet import backend
+    from gpunet import _malloc, backend
 
     lines = [f"gpunet {gpunet.__version__} (Python {sys.version.split()[0]})"]
     try:
@@ -31,6 +31,7 @@ def info() -> str:
         f"{_numba_pool_status()}"
     )
     lines.append(f"blas:           {_blas_status()}")
+    lines.append(f"malloc:         {_malloc.status}")
     lines.append(f"numba cache:    {_numba_cache_dir()}")
     lines.append(f"cupy:           {backend.cupy_status()}")
     variables = {k: v for k, v in os.environ.items() if k.startswith("GPUNET_")}
