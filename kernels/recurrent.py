@@ -105,10 +105,13 @@ def _tanh_exact(x):
 
 # float32 on the CPU: exp, tanh and sigmoid from multiplies and adds only, so that LLVM
 # vectorises the cell loops (8 lanes with AVX2); a call to libm's exp keeps a loop
-# scalar. exp(x) = 2^k * e^r with k = round(x / ln 2) and |r| <= ln(2) / 2, e^r by its
-# Taylor series to r^7 (truncation below 5e-9) and 2^k written straight into the
-# exponent bits. Relative error against float64: exp 7e-8, tanh 1.7e-7, sigmoid 1.2e-7
-# (float32 rounding is 6e-8). On 32768 values: exp 3x, tanh 2.8x faster than libm/NumPy.
+# scalar. exp(x) = 2^k * e^r with k = round(x / ln 2) and |r| <= ln(2) / 2, 2^k written
+# straight into the exponent bits and e^r - 1 = q(r) by its Taylor series to r^7
+# (truncation below 5e-9), so that exp(x) = 2^k q + 2^k and exp(x) - 1 = 2^k q + (2^k - 1)
+# keep full relative accuracy near 0: tanh(x) = -m / (2 + m) with m = exp(-2|x|) - 1
+# needs no series near 0. Relative error against float64: tanh 2.0e-7, sigmoid 1.4e-7
+# (float32 rounding is 6e-8). On 40960 values: tanh 1.83 ns a value, against 2.7 for the
+# earlier form (a series below 0.3 and (1 - t) / (1 + t) above) and 2.8x that with libm.
 _f32 = np.float32
 _LOG2E = _f32(1.4426950408889634)
 _LN2_HI, _LN2_LO = _f32(0.693359375), _f32(-2.12194440e-4)  # hi + lo = ln 2, hi exact
@@ -117,10 +120,6 @@ _EXP_MIN, _EXP_MAX = _f32(-87.0), _f32(88.0)  # 2^k stays a normal float32
 _ZERO, _ONE, _TWO = _f32(0.0), _f32(1.0), _f32(2.0)
 _INV_FACTORIAL = tuple(_f32(1.0 / math.factorial(n)) for n in range(8))
 _F2, _F3, _F4, _F5, _F6, _F7 = _INV_FACTORIAL[2:]
-# tanh(x) = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 for |x| < 0.3, where
-# 1 - exp(-2|x|) would cancel; the next term is below 5e-8 relative there.
-_T3, _T5, _T7, _T9 = _f32(-1 / 3), _f32(2 / 15), _f32(-17 / 315), _f32(62 / 2835)
-_SERIES_BELOW = _f32(0.3)
 
 
 @intrinsic
@@ -134,23 +133,27 @@ def _float32_from_bits(typingctx, bits):
 
 
 @njit(inline="always")
-def _exp_f32(x):
+def _exp_parts_f32(x):
+    """(2^k, q) with exp(x) = 2^k (1 + q), x clamped to where 2^k is a normal float32."""
     x = min(max(x, _EXP_MIN), _EXP_MAX)
     k = (x * _LOG2E + _ROUND) - _ROUND
     r = (x - k * _LN2_HI) - k * _LN2_LO
-    p = _F5 + r * (_F6 + r * _F7)
-    p = _ONE + r * (_ONE + r * (_F2 + r * (_F3 + r * (_F4 + r * p))))
-    return p * _float32_from_bits((numba.int32(k) + numba.int32(127)) << numba.int32(23))
+    q = r * (_ONE + r * (_F2 + r * (_F3 + r * (_F4 + r * (_F5 + r * (_F6 + r * _F7))))))
+    return _float32_from_bits((numba.int32(k) + numba.int32(127)) << numba.int32(23)), q
+
+
+@njit(inline="always")
+def _exp_f32(x):
+    scale, q = _exp_parts_f32(x)
+    return scale * q + scale
 
 
 @njit(inline="always")
 def _tanh_f32(x):
-    a = abs(x)
-    t = _exp_f32(-_TWO * a)
-    y = (_ONE - t) / (_ONE + t)
-    x2 = x * x
-    series = x * (_ONE + x2 * (_T3 + x2 * (_T5 + x2 * (_T7 + x2 * _T9))))
-    return series if a < _SERIES_BELOW else (y if x >= 0 else -y)
+    scale, q = _exp_parts_f32(-_TWO * abs(x))
+    m = scale * q + (scale - _ONE)  # exp(-2|x|) - 1, in [-1, 0]
+    y = -m / (_TWO + m)
+    return y if x >= 0 else -y
 
 
 @njit(inline="always")

@@ -200,8 +200,11 @@ def sequence_backward(
     # against 7.9 ms on 2 cores) and no slower at the other sizes measured.
     d_flat = xp.reshape(d_hw, (steps * n_batch, width))
     grad_weight_hh = _contiguous(xp.matrix_transpose(xp.matrix_transpose(d_flat) @ previous))
-    grad_b_hh = xp.sum(d_hw, axis=(0, 1))
-    grad_b_ih = grad_b_hh if d_hw is d_xw else xp.sum(d_xw, axis=(0, 1))
+    # Column sums as a GEMV with ones: 0.21 against 0.57 ms for NumPy's sum over the
+    # (3200, 512) gradient of W3 (a threaded BLAS pass instead of a strided reduction).
+    ones = xp.ones((steps * n_batch,), dtype=d_flat.dtype)
+    grad_b_hh = ones @ d_flat
+    grad_b_ih = grad_b_hh if d_hw is d_xw else ones @ xp.reshape(d_xw, (steps * n_batch, width))
     if cache.cell == "gru":
         grad_h0 = grad_h0 + carry
     grad_c0 = carry if cache.cell == "lstm" else None
