@@ -57,9 +57,13 @@ _THREADS = 256
 # ``_PARALLEL_MIN``. Over the 50 steps of a sequence of 128 units on 2 cores (GEMMs
 # included), one thread -> all: LSTM forward 14.6-15.8 -> 12.1-14.0 ms at batch 64 and
 # 9.2-10.2 -> 8.5-9.1 ms at batch 32, GRU forward 10.4-11.5 -> 9.3-9.5 and 6.8-7.8 ->
-# 6.1-7.0 ms. The lighter steps did not gain: RNN forward 4.3 -> 4.5-5.1 ms and backward
-# 5.3 -> 6.1-6.8 ms, LSTM backward 18.5-21.5 -> 18.2-21.1 ms, GRU backward mixed.
-_SPLIT_MIN = {"lstm_cell_forward": 4096, "gru_cell_forward": 4096}
+# 6.1-7.0 ms. The lighter steps gained less or lost: RNN forward 4.3 -> 4.5-5.1 ms and
+# backward 5.3 -> 6.1-6.8 ms, GRU backward mixed, LSTM backward (with the weight gradient)
+# 18.5-21.5 -> 18.2-21.1 ms at batch 64 and 12.1-12.5 -> 12.1-13.3 ms at batch 32. In W3's
+# whole training step (batch 64) the LSTM backward on all threads took a median 33.7 and
+# 34.8 ms against 34.3 and 35.3 (two runs of 5 interleaved rounds), so it splits from
+# batch x hidden = 8192.
+_SPLIT_MIN = {"lstm_cell_forward": 4096, "gru_cell_forward": 4096, "lstm_cell_backward": 8192}
 # Where an idle thread may spin, waking the pool for every step (while BLAS threads
 # still spin after the step's GEMM) cost far more than it saved at batch 64 x 128 units.
 _PARALLEL_MIN = 65536

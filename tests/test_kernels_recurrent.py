@@ -245,20 +245,20 @@ def test_sequence_threads_holds_one_thread_for_small_steps_and_restores(monkeypa
 
     monkeypatch.setattr(kernels._threads, "split_pays", lambda: True)
     before = numba.get_num_threads()
-    with kernels.sequence_threads_cpu("lstm_cell_backward", 64 * 128):
+    with kernels.sequence_threads_cpu("rnn_cell_backward", 64 * 128):
         assert numba.get_num_threads() == 1
-        with kernels.sequence_threads_cpu("lstm_cell_backward", 64 * 128):  # nested: as it is
+        with kernels.sequence_threads_cpu("rnn_cell_backward", 64 * 128):  # nested: as it is
             assert numba.get_num_threads() == 1
         assert numba.get_num_threads() == 1
     assert numba.get_num_threads() == before
-    with kernels.sequence_threads_cpu("lstm_cell_backward", kernels._PARALLEL_MIN):
+    with kernels.sequence_threads_cpu("rnn_cell_backward", kernels._PARALLEL_MIN):
         assert numba.get_num_threads() == before
     assert numba.get_num_threads() == before
 
 
 @numpy_session
-@pytest.mark.parametrize("op", ["lstm_cell_forward", "gru_cell_forward"])
-def test_heavy_forward_steps_use_every_thread_only_where_idle_threads_sleep(monkeypatch, op):
+@pytest.mark.parametrize("op", ["lstm_cell_forward", "gru_cell_forward", "lstm_cell_backward"])
+def test_heavy_steps_use_every_thread_only_where_idle_threads_sleep(monkeypatch, op):
     import numba
 
     before = numba.get_num_threads()
@@ -277,35 +277,41 @@ def test_heavy_forward_steps_use_every_thread_only_where_idle_threads_sleep(monk
 
 @numpy_session
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_forward_steps_on_every_thread_give_the_numbers_of_one(cell, rng, monkeypatch):
+def test_steps_on_every_thread_give_the_numbers_of_one(cell, rng, monkeypatch):
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba runs one thread here")
-    steps, n_batch, hidden = 4, 64, max(kernels._SPLIT_MIN[f"{cell}_cell_forward"] // 64, 8)
+    steps, n_batch, hidden = 4, 64, 128  # at the smallest step every split op splits
     width = GATES[cell] * hidden
     xw = rng.standard_normal((steps, n_batch, width)).astype(np.float32)
     weight_hh = (0.1 * rng.standard_normal((hidden, width))).astype(np.float32)
     bias = rng.standard_normal(width).astype(np.float32)
     h0 = rng.standard_normal((n_batch, hidden)).astype(np.float32)
-    results, counts = [], []
-    original = kernels._KERNELS[f"{cell}_cell_forward"][0]
+    grad_states = rng.standard_normal((steps, n_batch, hidden)).astype(np.float32)
+    counts = []
+    for op in (f"{cell}_cell_forward", f"{cell}_cell_backward"):
+        original = kernels._KERNELS[op]
 
-    def counted(*args):
-        counts.append(numba.get_num_threads())
-        return original(*args)
+        def counted(*args, op=op, kernel=original[0]):
+            counts.append((op, numba.get_num_threads()))
+            return kernel(*args)
 
-    monkeypatch.setitem(
-        kernels._KERNELS,
-        f"{cell}_cell_forward",
-        (counted, *kernels._KERNELS[f"{cell}_cell_forward"][1:]),
-    )
+        monkeypatch.setitem(kernels._KERNELS, op, (counted, *original[1:]))
+    results = []
     for split in (False, True):
         monkeypatch.setattr(kernels._threads, "split_pays", lambda split=split: split)
         numba.set_num_threads(2)
         cache = bptt.sequence_forward(cell, xw, weight_hh, bias, bias, h0, h0)
-        results.append((cache.states.copy(), cache.saved.copy()))
-    assert counts == [1] * steps + [2] * steps
+        grads = bptt.sequence_backward(cache, weight_hh, grad_states)
+        results.append([a.copy() for a in (cache.states, cache.saved, grads.xw)])
+    backward_split = 2 if f"{cell}_cell_backward" in kernels._SPLIT_MIN else 1
+    assert counts == (
+        [(f"{cell}_cell_forward", 1)] * steps
+        + [(f"{cell}_cell_backward", 1)] * steps
+        + [(f"{cell}_cell_forward", 2)] * steps
+        + [(f"{cell}_cell_backward", backward_split)] * steps
+    )
     # each element is computed alone, whichever thread takes its row: the same bits
     for one, split in zip(*results, strict=True):
         np.testing.assert_array_equal(split, one)
