@@ -128,7 +128,7 @@ class _Recurrent(Layer):
         c0 = self._initial(c0, "c0", n_batch, xp, dtype) if self.cell == "lstm" else None
         # Time-major, so that each step's slice of the projection is contiguous.
         x_steps = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (steps * n_batch, features))
-        xw = xp.reshape(x_steps @ self.weight_ih.data, (steps, n_batch, -1))
+        xw = bptt.Projection(x_steps, self.weight_ih.data, n_batch)
         b_ih, b_hh = self._biases(xp, dtype)
         cache = bptt.sequence_forward(self.cell, xw, self.weight_hh.data, b_ih, b_hh, h0, c0, relu)
         self._x_steps, self._cache, self._x_shape, self._given = x_steps, cache, x.shape, given
