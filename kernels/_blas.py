@@ -19,7 +19,7 @@ threads (``_shares``) and a recurrent cell runs on Numba's threads between its G
 gpunet's kernels kept to one thread between GEMMs, spins of 2^4 to 2^22 gave W2, W3 and W6
 within 2 ms of each other; a cell split over two threads right after a GEMM needs the
 short spin: W3's 50 forward cells took 4.6-5.7 ms with spins of 2^4 to 2^16 and 7.9 ms
-with 2^20, against 6.7-7.8 ms on one thread.
+with 2^20, against 6.7-7.9 ms on one thread.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ So ``import gpunet``, before NumPy or an OpenMP runtime loads, calls ``prepare()
 sets (unless they are set already) ``OPENBLAS_THREAD_TIMEOUT`` to ``_blas.SPIN`` and
 ``OMP_WAIT_POLICY=passive`` for the OpenMP runtime behind Numba's ``omp`` threading
 layer. With both, W3's forward cells over 50 steps took 4.6-5.3 ms on two threads
-against 6.8-7.8 ms on one, the GEMMs unchanged (2 cores).
+against 6.7-7.9 ms on one, the GEMMs unchanged (2 cores).
 
 ``split_pays()`` says whether both hold now, so that a short kernel may run on Numba's
 threads: the BLAS's idle threads sleep (``_blas.quiet()``), and Numba's layer is
