@@ -29,18 +29,19 @@ REPORT = (
 )
 
 
-def _report(first_import, with_header=False, **env):
-    """(idle spin, quiet) in a fresh interpreter that runs ``first_import`` first."""
-    unset = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")
+def _printed(code, **env):
+    """The words ``code`` prints in a fresh interpreter, the thread settings unset but ``env``."""
+    unset = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
     clean = {k: v for k, v in os.environ.items() if k not in unset}
     clean.update(env)
-    out = subprocess.run(
-        [sys.executable, "-c", f"{first_import}\n{REPORT}"],
-        env=clean,
-        capture_output=True,
-        text=True,
-        check=True,
+    return subprocess.run(
+        [sys.executable, "-c", code], env=clean, capture_output=True, text=True, check=True
     ).stdout.split()
+
+
+def _report(first_import, with_header=False, **env):
+    """(idle spin, quiet) in a fresh interpreter that runs ``first_import`` first."""
+    out = _printed(f"{first_import}\n{REPORT}", **env)
     return tuple(out) if with_header else (out[0], out[1])
 
 
@@ -181,16 +182,7 @@ THREADS_REPORT = (
 
 
 def _threads_report(**env):
-    unset = ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER")
-    clean = {k: v for k, v in os.environ.items() if k not in unset}
-    clean.update(env)
-    return subprocess.run(
-        [sys.executable, "-c", f"import gpunet\n{THREADS_REPORT}"],
-        env=clean,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    return _printed(f"import gpunet\n{THREADS_REPORT}", **env)
 
 
 @numpy_session
