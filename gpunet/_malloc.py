@@ -6,7 +6,7 @@ its trim threshold to the kernel; both thresholds adapt to the largest block fre
 far, and still, with W2's mix of sizes, the memory went back to the kernel and came back
 page by page: 2125 page faults per training step. A ReLU over a (64, 16, 28, 28) float32
 activation took 1.63 ms in the step, against 0.54 ms with the faults gone; the whole step
-38.6 against 35.0 ms.
+38.6 against 35.0 ms (two processes, one with each setting).
 
 ``tune()`` (``import gpunet`` calls it) sets the mmap threshold to 32 MiB, glibc's
 highest, and the trim threshold to 64 MiB, so that up to 64 MiB of freed memory stays

@@ -68,6 +68,9 @@ _SPLIT_MIN = {"lstm_cell_forward": 4096, "gru_cell_forward": 4096, "lstm_cell_ba
 # still spin after the step's GEMM) cost far more than it saved at batch 64 x 128 units.
 _PARALLEL_MIN = 65536
 
+# error_model="numpy": no division-by-zero checks. fastmath "contract" only: multiplies
+# and adds may fuse into FMAs (the LSTM cell 30% faster), while reassociation, which
+# would undo exp's rounding trick, and the no-NaN/no-inf assumptions stay off.
 _CPU_OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 
 OPS = (
@@ -115,7 +118,8 @@ def _tanh_exact(x):
 # keep full relative accuracy near 0: tanh(x) = -m / (2 + m) with m = exp(-2|x|) - 1
 # needs no series near 0. Relative error against float64: tanh 2.0e-7, sigmoid 1.4e-7
 # (float32 rounding is 6e-8). On 40960 values: tanh 1.83 ns a value, against 2.7 for the
-# earlier form (a series below 0.3 and (1 - t) / (1 + t) above) and 2.8x that with libm.
+# earlier form (a series below 0.3 and (1 - t) / (1 + t) above), itself 2.8x faster than
+# libm's.
 _f32 = np.float32
 _LOG2E = _f32(1.4426950408889634)
 _LN2_HI, _LN2_LO = _f32(0.693359375), _f32(-2.12194440e-4)  # hi + lo = ln 2, hi exact
