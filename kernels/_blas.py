@@ -48,9 +48,18 @@ def libraries() -> Any:
     return _loaded().select(user_api="blas")
 
 
-def openmp_loaded_first() -> bool:
-    """An OpenMP runtime was loaded before ``import gpunet`` (so before ``_threads.prepare``)."""
-    return bool(_loaded().select(user_api="openmp").lib_controllers)
+def _openmp_paths(controller: Any) -> set[str]:
+    return {c.filepath for c in controller.select(user_api="openmp").lib_controllers}
+
+
+@functools.cache
+def openmp_loaded_since() -> bool:
+    """An OpenMP runtime is loaded now that was not at ``import gpunet``, so it read the
+    environment ``_threads.prepare`` set. The first answer is kept: ask once the runtime
+    in question has loaded."""
+    from threadpoolctl import ThreadpoolController
+
+    return bool(_openmp_paths(ThreadpoolController()) - _openmp_paths(_loaded()))
 
 
 def threads() -> int:

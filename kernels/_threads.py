@@ -15,9 +15,11 @@ against 6.7-7.9 ms on one, the GEMMs unchanged (2 cores).
 ``split_pays()`` says whether both hold now, so that a short kernel may run on Numba's
 threads: the BLAS's idle threads sleep (``_blas.quiet()``), and Numba's layer is
 ``workqueue`` (its workers wait on a condition variable) or ``omp`` with the passive
-policy read when the runtime loaded. An OpenMP runtime that was loaded before
-``import gpunet`` read the environment earlier, so it counts only if the policy was
-passive already then. Numba's ``tbb`` layer is not counted: its waits are not measured.
+policy read when the runtime loaded: the policy was passive before ``import gpunet``,
+or an OpenMP runtime has loaded since (Numba's, once its layer starts). A runtime loaded
+before, such as PyTorch's own copy of libgomp, leaves Numba's to load later and read the
+policy; if Numba's had loaded before, nothing new loads and the cells keep to one
+thread. Numba's ``tbb`` layer is not counted: its waits are not measured.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def numba_workers_sleep() -> bool:
         return True
     if layer != "omp" or not _passive():
         return False
-    return bool(_passive_before_gpunet) or not _blas.openmp_loaded_first()
+    return bool(_passive_before_gpunet) or _blas.openmp_loaded_since()
 
 
 def split_pays() -> bool:

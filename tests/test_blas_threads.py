@@ -207,26 +207,42 @@ def test_the_workqueue_layer_counts_as_sleeping():
 
 
 @pytest.mark.parametrize(
-    "layer, policy, passive_before, loaded_first, expected",
+    "layer, policy, passive_before, loaded_since, expected",
     [
-        ("omp", "passive", False, False, True),
-        ("omp", "PASSIVE", False, False, True),
-        ("omp", "active", False, False, False),
-        ("omp", "passive", False, True, False),  # loaded before gpunet set the policy
-        ("omp", "passive", True, True, True),  # ... but the user had set it already
-        ("workqueue", "active", False, True, True),
-        ("tbb", "passive", False, False, False),  # its waits are not measured
+        ("omp", "passive", False, True, True),
+        ("omp", "PASSIVE", False, True, True),
+        ("omp", "active", False, True, False),
+        ("omp", "passive", False, False, False),  # loaded before gpunet set the policy
+        ("omp", "passive", True, False, True),  # ... but the user had set it already
+        ("workqueue", "active", False, False, True),
+        ("tbb", "passive", False, True, False),  # its waits are not measured
     ],
 )
 def test_when_numbas_workers_count_as_sleeping(
-    monkeypatch, layer, policy, passive_before, loaded_first, expected
+    monkeypatch, layer, policy, passive_before, loaded_since, expected
 ):
     import numba
 
     monkeypatch.setattr(numba, "threading_layer", lambda: layer)
     monkeypatch.setenv("OMP_WAIT_POLICY", policy)
     monkeypatch.setattr(_threads, "_passive_before_gpunet", passive_before)
-    monkeypatch.setattr(_blas, "openmp_loaded_first", lambda: loaded_first)
+    monkeypatch.setattr(_blas, "openmp_loaded_since", lambda: loaded_since)
     assert _threads.numba_workers_sleep() is expected
     monkeypatch.setattr(_blas, "quiet", lambda: False)
     assert _threads.split_pays() is False
+
+
+@numpy_session
+def test_numbas_workers_sleep_after_another_openmp_runtime_loaded_first():
+    pytest.importorskip("torch")  # brings its own copy of libgomp
+    code = (
+        "import torch, numba\n"
+        "from gpunet.kernels import _blas, _threads\n"
+        "print(_threads.numba_workers_sleep(), numba.threading_layer())\n"
+    )
+    sleep, layer = _printed(code.replace("import torch,", "import torch, gpunet,"))
+    assert sleep == str(layer in ("omp", "workqueue"))
+    # Numba's runtime started before gpunet could set the policy: one thread
+    started_first = "import numba\nnumba.get_num_threads()\n" + code
+    sleep, layer = _printed(started_first.replace("from gpunet", "import gpunet\nfrom gpunet"))
+    assert sleep == str(layer == "workqueue")
