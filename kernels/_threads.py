@@ -60,6 +60,15 @@ def numba_workers_sleep() -> bool:
     return bool(_passive_before_gpunet) or _blas.openmp_loaded_since()
 
 
+def numba_threadsafe() -> bool:
+    """Numba's parallel kernels may be called from several threads at once: its
+    threading layer is ``omp`` or ``tbb`` (``workqueue`` aborts the process)."""
+    import numba
+
+    numba.get_num_threads()  # starts Numba's threading layer if nothing has yet
+    return numba.threading_layer() in ("omp", "tbb")
+
+
 def split_pays() -> bool:
     """A short kernel between two BLAS calls may run on all of Numba's threads."""
     return _blas.quiet() and numba_workers_sleep()

@@ -47,7 +47,7 @@ from numba import cuda, njit, prange
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from . import _threads
+from . import _shares, _threads
 from ._cuda import current_stream, device_arrays
 
 _THREADS = 256
@@ -64,6 +64,22 @@ _THREADS = 256
 # 34.8 ms against 34.3 and 35.3 (two runs of 5 interleaved rounds), so it splits from
 # batch x hidden = 8192.
 _SPLIT_MIN = {"lstm_cell_forward": 4096, "gru_cell_forward": 4096, "lstm_cell_backward": 8192}
+# The steps of a sequence run in shares of batch rows, one per core, from this many
+# (batch x hidden) elements a step (``row_shares``): each share runs every step for its
+# rows, its GEMMs and cells on one thread, so nothing waits for another core between
+# steps. Measured on 2 cores, 50 steps, against the whole batch with the BLAS's two
+# threads and the cells split as above: LSTM forward 0.82-0.96 of the time at batch x
+# hidden 32x128, 64x64, 64x128 and 128x128, backward 0.92-1.01 at 64x128 and 128x128;
+# GRU forward 0.79-0.93, backward 0.90-0.96 from 64x128; W3's whole training step
+# 0.93. Smaller steps lost (LSTM backward at 32x64 1.20, GRU at 32x64 1.22/1.37), as did
+# every RNN step (1.13-2.1): two threads' Python work per step does not overlap.
+_SHARE_MIN = {
+    "lstm_cell_forward": 4096,
+    "gru_cell_forward": 4096,
+    "lstm_cell_backward": 8192,
+    "gru_cell_backward": 8192,
+}
+_SHARE_ROWS = 8
 # Where an idle thread may spin, waking the pool for every step (while BLAS threads
 # still spin after the step's GEMM) cost far more than it saved at batch 64 x 128 units.
 _PARALLEL_MIN = 65536
@@ -537,6 +553,50 @@ def sequence_threads_cpu(op, step_elements):
     finally:
         _sequence.active = False
         numba.set_num_threads(threads)
+
+
+def row_shares(op, n_batch, hidden):
+    """How many shares of batch rows the steps of a sequence of ``op`` run in (1: one).
+
+    Shares from ``_SHARE_MIN[op]`` (batch x hidden) elements a step and ``_SHARE_ROWS``
+    rows a share, while idle BLAS threads sleep (``_shares.count``) and Numba's threading
+    layer may be entered from several threads at once (``omp``, ``tbb``; ``workqueue``
+    aborts the process); never inside a sequence already running.
+    """
+    if getattr(_sequence, "active", False) or n_batch * hidden < _SHARE_MIN.get(
+        op, n_batch * hidden + 1
+    ):
+        return 1
+    shares = _shares.count(n_batch // _SHARE_ROWS)
+    return shares if shares > 1 and _threads.numba_threadsafe() else 1
+
+
+def sequence_rows_cpu(op, n_batch, hidden, task):
+    """``task(rows)`` for the batch rows of a sequence of ``op`` (one of ``OPS``).
+
+    ``task`` runs every step of the sequence for the rows of the slice it is given. With
+    ``row_shares`` shares, each share runs its rows on its own thread, Numba's kernels and
+    the BLAS on one thread each; with one, ``task(slice(0, n_batch))`` runs under
+    ``sequence_threads_cpu``.
+    """
+    shares = row_shares(op, n_batch, hidden)
+    if shares == 1:
+        with sequence_threads_cpu(op, n_batch * hidden):
+            task(slice(0, n_batch))
+        return
+    bounds = [n_batch * share // shares for share in range(shares + 1)]
+
+    def run(share):
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        _sequence.active = True
+        try:
+            task(slice(bounds[share], bounds[share + 1]))
+        finally:
+            _sequence.active = False
+            numba.set_num_threads(threads)
+
+    _shares.run(shares, run)
 
 
 def _run_cpu(op, arrays, relu=False):

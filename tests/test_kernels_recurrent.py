@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -289,6 +292,7 @@ def test_steps_on_every_thread_give_the_numbers_of_one(cell, rng, monkeypatch):
     bias = rng.standard_normal(width).astype(np.float32)
     h0 = rng.standard_normal((n_batch, hidden)).astype(np.float32)
     grad_states = rng.standard_normal((steps, n_batch, hidden)).astype(np.float32)
+    monkeypatch.setattr(kernels, "_SHARE_MIN", {})  # the whole batch on one thread or all
     counts = []
     for op in (f"{cell}_cell_forward", f"{cell}_cell_backward"):
         original = kernels._KERNELS[op]
@@ -315,3 +319,119 @@ def test_steps_on_every_thread_give_the_numbers_of_one(cell, rng, monkeypatch):
     # each element is computed alone, whichever thread takes its row: the same bits
     for one, split in zip(*results, strict=True):
         np.testing.assert_array_equal(split, one)
+
+
+# ---------------------------------------------------------------- shares of batch rows
+
+
+@numpy_session
+def test_row_shares_only_for_heavy_steps_on_a_threadsafe_layer(monkeypatch):
+    monkeypatch.setattr(kernels._shares, "count", lambda pieces: min(2, pieces))
+    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
+    for op, smallest in kernels._SHARE_MIN.items():
+        assert kernels.row_shares(op, smallest // 64, 64) == 2
+        assert kernels.row_shares(op, smallest // 64 - 1, 64) == 1
+    assert "rnn_cell_forward" not in kernels._SHARE_MIN
+    assert kernels.row_shares("rnn_cell_forward", 1024, 128) == 1
+    # at least _SHARE_ROWS rows a share
+    assert kernels.row_shares("lstm_cell_forward", 2 * kernels._SHARE_ROWS - 1, 4096) == 1
+    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: False)
+    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 1  # workqueue: one
+    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
+    monkeypatch.setattr(kernels._shares, "count", lambda pieces: 1)  # the BLAS spins
+    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 1
+
+
+def _sequence_case(cell, steps, n_batch, hidden, rng):
+    width = GATES[cell] * hidden
+    return {
+        "xw": rng.standard_normal((steps, n_batch, width)).astype(np.float32),
+        "weight_hh": (0.1 * rng.standard_normal((hidden, width))).astype(np.float32),
+        "bias": rng.standard_normal(width).astype(np.float32),
+        "h0": rng.standard_normal((n_batch, hidden)).astype(np.float32),
+        "grad_states": rng.standard_normal((steps, n_batch, hidden)).astype(np.float32),
+        "grad_last": rng.standard_normal((n_batch, hidden)).astype(np.float32),
+    }
+
+
+def _sequence_results(cell, a):
+    c0 = a["h0"] * 0.5 if cell == "lstm" else None
+    cache = bptt.sequence_forward(cell, a["xw"], a["weight_hh"], a["bias"], a["bias"], a["h0"], c0)
+    grads = bptt.sequence_backward(
+        cache, a["weight_hh"], a["grad_states"], a["grad_last"], a["grad_last"] * 0.5
+    )
+    results = [cache.states, grads.xw, grads.weight_hh, grads.b_ih, grads.h0]
+    if cell != "rnn":
+        results.append(cache.saved)
+    if cell == "lstm":
+        results += [cache.cells, grads.c0]
+    return [np.array(r, copy=True) for r in results]
+
+
+@numpy_session
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_sequence_in_row_shares_gives_the_numbers_of_one_share(cell, rng, monkeypatch):
+    """Each share runs every step of its rows on one thread; the rows are independent, so
+    states and gradients match the whole batch's to rounding (the GEMMs' blocking differs
+    with their row count), and a run in shares repeats bit for bit."""
+    import numba
+
+    steps, n_batch, hidden = 5, 21, 16  # shares of 10 and 11 rows
+    a = _sequence_case(cell, steps, n_batch, hidden, rng)
+    calls = []
+    for direction in ("forward", "backward"):
+        op = f"{cell}_cell_{direction}"
+        original = kernels._KERNELS[op]
+
+        def counted(*args, op=op, kernel=original[0]):
+            rows = args[0].shape[0]
+            calls.append((op, rows, numba.get_num_threads(), threading.current_thread().name))
+            return kernel(*args)
+
+        monkeypatch.setitem(kernels._KERNELS, op, (counted, *original[1:]))
+    one = _sequence_results(cell, a)
+    assert {rows for _, rows, _, _ in calls} == {n_batch}
+    calls.clear()
+    monkeypatch.setattr(kernels._shares, "count", lambda pieces: min(2, pieces))
+    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
+    monkeypatch.setattr(
+        kernels, "_SHARE_MIN", {f"{cell}_cell_forward": 1, f"{cell}_cell_backward": 1}
+    )
+    shared = _sequence_results(cell, a)
+    again = _sequence_results(cell, a)
+    for direction in ("forward", "backward"):
+        op = f"{cell}_cell_{direction}"
+        mine = [c for c in calls if c[0] == op]
+        # each share's steps: its rows, on one Numba thread; share 0 on the calling thread
+        assert sorted(rows for _, rows, _, _ in mine) == [10] * 2 * steps + [11] * 2 * steps
+        assert {threads for _, _, threads, _ in mine} == {1}
+        threads = {name for _, _, _, name in mine}
+        assert "MainThread" in threads and len(threads) >= 2
+    for got, expected, repeated in zip(shared, one, again, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
+        np.testing.assert_array_equal(got, repeated)
+
+
+@numpy_session
+def test_the_workqueue_layer_keeps_a_sequence_in_one_share():
+    """Numba's workqueue layer aborts the process when two threads enter it; shares never
+    run there."""
+    code = (
+        "import numpy as np, numba\n"
+        "from gpunet.kernels import recurrent as k, _threads\n"
+        "from gpunet.ops import bptt\n"
+        "k._shares.count = lambda pieces: min(2, pieces)\n"
+        "rng = np.random.default_rng(0)\n"
+        "xw = rng.standard_normal((3, 64, 512)).astype(np.float32)\n"
+        "w = rng.standard_normal((128, 512)).astype(np.float32)\n"
+        "b, h = np.zeros(512, np.float32), np.zeros((64, 128), np.float32)\n"
+        "cache = bptt.sequence_forward('lstm', xw, w, b, b, h, h)\n"
+        "print(numba.threading_layer(), _threads.numba_threadsafe(),\n"
+        "      k.row_shares('lstm_cell_forward', 64, 128), float(abs(cache.states).sum()) > 0)\n"
+    )
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["workqueue", "False", "1", "True"]

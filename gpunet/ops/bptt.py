@@ -18,7 +18,6 @@ are stacked; both paths give the same numbers.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +50,15 @@ class Projection:
         self.shape = (x_steps.shape[0] // n_batch, n_batch, weight.shape[1])
         self.dtype = namespace(x_steps, weight).result_type(x_steps.dtype, weight.dtype)
 
-    def __getitem__(self, steps: slice) -> Any:
+    def __getitem__(self, index: slice | tuple[slice, slice]) -> Any:
+        """``projection[a:b]``, or ``projection[a:b, rows]`` for some batch rows only."""
+        steps, rows = index if isinstance(index, tuple) else (index, slice(None))
         start, stop, _ = steps.indices(self.shape[0])
-        rows = self.x_steps[start * self.n_batch : stop * self.n_batch, ...]
-        xp = namespace(rows, self.weight)
-        return xp.reshape(rows @ self.weight, (stop - start, self.n_batch, self.shape[2]))
+        first, last, _ = rows.indices(self.n_batch)
+        xp = namespace(self.x_steps, self.weight)
+        x = xp.reshape(self.x_steps, (self.shape[0], self.n_batch, -1))[start:stop, first:last, ...]
+        x = xp.reshape(x, ((stop - start) * (last - first), x.shape[2]))  # a copy for some rows
+        return xp.reshape(x @ self.weight, (stop - start, last - first, self.shape[2]))
 
 
 @dataclass
@@ -137,30 +140,42 @@ def sequence_forward(
         cell_states[0, ...] = c0
     if cell != "rnn":
         saved = xp.empty((steps, n_batch, 4 * hidden), dtype=xw.dtype)
-    with _step_threads(xp, f"{cell}_cell_forward", n_batch * hidden):
-        _forward_steps(kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu)
+
+    def steps_of(rows: slice) -> None:
+        _forward_steps(
+            kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu, rows
+        )
+
+    _over_rows(xp, f"{cell}_cell_forward", n_batch, hidden, steps_of)
     return SequenceCache(cell, relu, states, cell_states, saved)
 
 
-def _step_threads(xp: Any, op: str, step_elements: int) -> Any:
-    """The kernels' thread setting for ``op`` held over a whole sequence (a no-op where none)."""
-    scope = backend.kernel("sequence_threads", xp)
-    return scope(op, step_elements) if scope is not None else contextlib.nullcontext()
+def _over_rows(xp: Any, op: str, n_batch: int, hidden: int, task: Any) -> None:
+    """``task(rows)`` over the batch: in shares of rows where the kernels run them (the
+    rows of a recurrent layer are independent through every step), else as one."""
+    runner = backend.kernel("sequence_rows", xp)
+    if runner is None:
+        task(slice(0, n_batch))
+    else:
+        runner(op, n_batch, hidden, task)
 
 
-def _forward_steps(kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu):
+def _forward_steps(kernel, cell, xw, weight_hh, b_ih, b_hh, states, cell_states, saved, relu, rows):
+    # this share's rows of every step: h[t] is (rows, H), a C-contiguous view
+    h = states[:, rows, ...]
+    c = None if cell_states is None else cell_states[:, rows, ...]
+    kept = None if saved is None else saved[:, rows, ...]
     for start in range(0, xw.shape[0], CHUNK):
-        chunk = xw[start : start + CHUNK]  # a view, or a Projection's GEMM made now
+        chunk = xw[start : start + CHUNK, rows]  # a view, or a Projection's GEMM made now
         for i in range(chunk.shape[0]):
             t = start + i
-            hw = states[t] @ weight_hh
+            hw = h[t] @ weight_hh
             if cell == "rnn":
-                kernel(chunk[i], hw, b_ih, b_hh, states[t + 1], relu)
+                kernel(chunk[i], hw, b_ih, b_hh, h[t + 1], relu)
             elif cell == "lstm":
-                c = cell_states
-                kernel(chunk[i], hw, b_ih, b_hh, c[t], states[t + 1], c[t + 1], saved[t])
+                kernel(chunk[i], hw, b_ih, b_hh, c[t], h[t + 1], c[t + 1], kept[t])
             else:
-                kernel(chunk[i], hw, b_ih, b_hh, states[t], states[t + 1], saved[t])
+                kernel(chunk[i], hw, b_ih, b_hh, h[t], h[t + 1], kept[t])
 
 
 def _forward_reference(cell, xw, weight_hh, b_ih, b_hh, h0, c0, relu) -> SequenceCache:
@@ -225,10 +240,9 @@ def sequence_backward(
             cache, weight_hh, grad_states, dh_rec, carry, zeros
         )
     else:
-        with _step_threads(xp, f"{cache.cell}_cell_backward", n_batch * hidden):
-            d_xw, d_hw, grad_h0, carry = _backward_fused(
-                kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros
-            )
+        d_xw, d_hw, grad_h0, carry = _backward_fused(
+            kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros
+        )
     width = d_hw.shape[2]
     previous = xp.reshape(states[:-1, ...], (steps * n_batch, hidden))
     # (d_hw^T @ H_prev)^T rather than H_prev^T @ d_hw: the same product, which OpenBLAS
@@ -259,17 +273,30 @@ def _backward_fused(kernel, cache, weight_hh, grad_states, dh_rec, carry, zeros)
     if grad_states is not None:
         grad_states = _contiguous(grad_states)
     weight_t = weight_hh.T
-    for t in range(steps - 1, -1, -1):
-        grad_h = zeros if grad_states is None else grad_states[t]
-        if cache.cell == "rnn":
-            kernel(grad_h, dh_rec, states[t + 1], d_xw[t], cache.relu)
-        elif cache.cell == "lstm":
-            cs = cache.cells
-            kernel(grad_h, dh_rec, carry, cs[t], cs[t + 1], cache.saved[t], d_xw[t])
-        else:
-            kernel(grad_h, dh_rec, carry, states[t], cache.saved[t], d_xw[t], d_hw[t])
-        dh_rec = d_hw[t] @ weight_t
-    return d_xw, d_hw, dh_rec, carry
+    grad_h0 = xp.empty(states.shape[1:], dtype=states.dtype)
+
+    def steps_of(rows: slice) -> None:
+        # this share's rows of every step (C-contiguous views); the kernels write ``part``,
+        # its rows of ``carry``, in place
+        h, d_x, d_h = states[:, rows, ...], d_xw[:, rows, ...], d_hw[:, rows, ...]
+        grad = None if grad_states is None else grad_states[:, rows, ...]
+        part = None if carry is None else carry[rows, ...]
+        cs = None if cache.cells is None else cache.cells[:, rows, ...]
+        kept = None if cache.saved is None else cache.saved[:, rows, ...]
+        dh, no_grad = dh_rec[rows, ...], zeros[rows, ...]
+        for t in range(steps - 1, -1, -1):
+            grad_h = no_grad if grad is None else grad[t]
+            if cache.cell == "rnn":
+                kernel(grad_h, dh, h[t + 1], d_x[t], cache.relu)
+            elif cache.cell == "lstm":
+                kernel(grad_h, dh, part, cs[t], cs[t + 1], kept[t], d_x[t])
+            else:
+                kernel(grad_h, dh, part, h[t], kept[t], d_x[t], d_h[t])
+            dh = d_h[t] @ weight_t
+        grad_h0[rows, ...] = dh
+
+    _over_rows(xp, f"{cache.cell}_cell_backward", states.shape[1], states.shape[2], steps_of)
+    return d_xw, d_hw, grad_h0, carry
 
 
 def _backward_reference(cache, weight_hh, grad_states, dh_rec, carry, zeros) -> tuple:

@@ -36,7 +36,7 @@ for _op in (
     "lstm_cell_backward",
     "gru_cell_forward",
     "gru_cell_backward",
-    "sequence_threads",
+    "sequence_rows",
 ):
     kernels.register(_op, "recurrent")
 
