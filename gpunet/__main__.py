@@ -46,11 +46,13 @@ def _numba_pool_status() -> str:
         from gpunet.kernels import _threads
 
         sleep = _threads.numba_workers_sleep()
+        threadsafe = _threads.numba_threadsafe()
         layer = numba.threading_layer()
     except Exception as err:  # report, do not crash: this is the diagnostic tool
         return f", threading layer unknown ({err!r})"
     idle = "sleep" if sleep else "may spin: recurrent cells keep to one thread"
-    return f", layer {layer}, idle workers {idle}"
+    rows = "" if threadsafe else " (one thread at a time: recurrent batch rows not in shares)"
+    return f", layer {layer}{rows}, idle workers {idle}"
 
 
 def _blas_status() -> str:

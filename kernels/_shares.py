@@ -8,10 +8,11 @@ thread, the others on a pool of threads kept for the process.
 
 Measured on 2 cores against one thread with the BLAS's own two: W2's second convolution
 9.1 -> 6.0 ms forward and 20.5 -> 12 ms backward at batch 64; W6 (inference at batch
-256) 55 -> 39 ms per step. A recurrent layer's batch rows in shares (each share running
-every time step on its rows) did not pay in the benchmarks: W3 (LSTM) unchanged, W4
-(RNN) 0.63 -> 0.75 of PyTorch's time, as one BLAS thread per share gave up what two
-threads gain on the per-step GEMMs.
+256) 55 -> 39 ms per step. A recurrent layer's batch rows go to shares too, each share
+running every time step on its rows (``recurrent.row_shares``): for LSTM and GRU steps,
+whose cells are heavy enough (W3's training step 0.93-0.97 of the time), not for the
+plain RNN's (W4 0.63 -> 0.75 of PyTorch's time: its per-step Python work, which two
+threads cannot overlap, outweighs its cell).
 
 Shares are used only while the BLAS's idle threads sleep (``_blas.quiet()``): against
 spinning ones they were slower than one thread (W6 68 against 60 ms). Their number is

@@ -246,3 +246,18 @@ def test_numbas_workers_sleep_after_another_openmp_runtime_loaded_first():
     started_first = "import numba\nnumba.get_num_threads()\n" + code
     sleep, layer = _printed(started_first.replace("from gpunet", "import gpunet\nfrom gpunet"))
     assert sleep == str(layer == "workqueue")
+
+
+@numpy_session
+@pytest.mark.parametrize("layer", ["workqueue", "omp"])
+def test_info_says_whether_recurrent_rows_run_in_shares(layer):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    env["NUMBA_THREADING_LAYER"] = layer
+    out = subprocess.run(
+        [sys.executable, "-m", "gpunet", "info"], env=env, capture_output=True, text=True
+    )
+    if layer == "omp" and "layer omp" not in out.stdout:
+        pytest.skip(f"Numba's omp layer does not load here: {out.stdout} {out.stderr}")
+    (numba_line,) = [line for line in out.stdout.splitlines() if line.startswith("numba:")]
+    note = "(one thread at a time: recurrent batch rows not in shares)"
+    assert (note in numba_line) is (layer == "workqueue"), numba_line
