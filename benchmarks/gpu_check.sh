@@ -7,7 +7,8 @@
 #   benchmarks/gpu_check.sh OUT_DIR [WHEEL_DIR]
 #
 # Writes into OUT_DIR: info.txt, tests_cupy.log, examples_cupy.log, bench_gpu.txt,
-# bench_gpu.jsonl. Meant to finish within 8 minutes on one modern GPU.
+# bench_gpu.jsonl, profile_gpu.txt (where W3's step spends its time, and the host's cost
+# of one kernel launch). Meant to finish within 8 minutes on one modern GPU.
 set -uo pipefail
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR [WHEEL_DIR]}
 wheels=${2:-}
@@ -68,3 +69,7 @@ done
 echo "== GPU benchmark"
 timeout 240 "$py" -m benchmarks --device gpu --rounds 5 --seconds 0.3 \
   --json "$out/bench_gpu.jsonl" 2>&1 | tee "$out/bench_gpu.txt"
+
+echo "== W3 profile on the GPU"
+timeout 90 "$py" -m benchmarks.recurrent_profile --device gpu --seconds 0.3 \
+  --json "$out/profile_gpu.jsonl" 2>&1 | tee "$out/profile_gpu.txt"
