@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from . import _blas
 
 _pool_lock = threading.Lock()
+_running = threading.Lock()  # held while shares run at once (the BLAS on one thread)
 _pool: tuple[concurrent.futures.ThreadPoolExecutor, int] | None = None
 
 
@@ -50,9 +51,11 @@ def count(pieces: int) -> int:
 
 
 def _forget_pool() -> None:
-    # A forked child has the pool object but none of its threads: start a new one there.
-    global _pool
+    # A forked child has the pool object but none of its threads: start a new one there
+    # (and a free lock: the thread that held it is not in the child).
+    global _pool, _running
     _pool = None
+    _running = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -71,11 +74,35 @@ def run(shares: int, task: Callable[[int], None]) -> None:
     """``task(share)`` for each share, at once; the BLAS on one thread meanwhile.
 
     With one share, ``task(0)`` runs as a plain call, with the BLAS's own threads. Every
-    share finishes before the first error, if any, is raised.
+    share finishes before the first error, if any, is raised. While another thread's
+    shares run, these run one after the other on the calling thread: the BLAS's thread
+    count is the process's, and two runs setting and restoring it in turn could leave it
+    at one thread.
     """
     if shares <= 1:
         task(0)
         return
+    if not _running.acquire(blocking=False):
+        _run_in_turn(shares, task)
+        return
+    try:
+        _run_at_once(shares, task)
+    finally:
+        _running.release()
+
+
+def _run_in_turn(shares: int, task: Callable[[int], None]) -> None:
+    error = None
+    for share in range(shares):
+        try:
+            task(share)
+        except Exception as err:  # the others still run, as they would at once
+            error = error or err
+    if error is not None:
+        raise error
+
+
+def _run_at_once(shares: int, task: Callable[[int], None]) -> None:
     with _blas.libraries().limit(limits=1):
         pool = _workers(shares - 1)
         futures = [pool.submit(task, share) for share in range(1, shares)]

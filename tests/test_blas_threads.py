@@ -142,6 +142,48 @@ def test_an_error_in_a_share_is_raised_after_every_share_ends():
     with pytest.raises(ValueError, match="share 1 failed"):
         _shares.run(3, task)
     assert sorted(done) == [0, 2]
+    done.clear()
+    with _shares._running:  # another thread's shares are running: these run in turn
+        with pytest.raises(ValueError, match="share 1 failed"):
+            _shares.run(3, task)
+    assert done == [0, 2]
+
+
+@numpy_session
+def test_runs_from_two_threads_at_once_leave_the_blas_threads_as_they_were():
+    """The BLAS is held to one thread while shares run; a second run meanwhile (another
+    thread training another model) runs its shares one after the other instead, so that
+    neither restores a count the other set."""
+    import threading
+
+    before = _blas.threads()
+    if before < 2:
+        pytest.skip("the BLAS runs one thread here")
+    first_inside, second_inside, first_done = (threading.Event() for _ in range(3))
+    during = []
+
+    def first(share):
+        if share == 0:
+            first_inside.set()
+            second_inside.wait(10)
+
+    def second(share):
+        during.append((share, _blas.threads(), threading.current_thread().name))
+        second_inside.set()
+        first_done.wait(10)
+
+    def run_first():
+        _shares.run(2, first)
+        first_done.set()
+
+    thread = threading.Thread(target=run_first)
+    thread.start()
+    assert first_inside.wait(10)
+    _shares.run(2, second)
+    thread.join(10)
+    assert _blas.threads() == before
+    main = threading.current_thread().name
+    assert during == [(0, 1, main), (1, before, main)]  # in turn, here: the first finished
 
 
 def _shares_in_child(done):
