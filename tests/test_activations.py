@@ -49,6 +49,29 @@ def test_gradient_check(name, rng):
     assert result.max_error < 1e-8, str(result)
 
 
+# the activations whose backward reads their input; the others keep only their output
+READS_INPUT = {"softsign", "leaky_relu", "leaky_relu_0.2", "softplus"}
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_only_what_the_backward_reads_is_kept_alive(name, rng):
+    """A ReLU after a convolution must not keep the convolution's output alive as well as
+    its own: the input is dropped once the forward returns, unless the backward reads it."""
+    import weakref
+
+    layer = ACTIVATIONS[name][0]()
+    x = gpunet.asarray(_inputs(rng), dtype="float64")
+    try:
+        alive = weakref.ref(x)
+    except TypeError:
+        pytest.skip(f"{type(x).__name__} arrays take no weak references")
+    y = layer(x)
+    del x
+    assert (alive() is not None) is (name in READS_INPUT)
+    grad = layer.backward(gpunet.asarray(np.ones(tuple(y.shape)), dtype="float64"))
+    assert tuple(grad.shape) == tuple(y.shape)
+
+
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_finite_and_silent_at_large_inputs(name):
     layer = ACTIVATIONS[name][0]()

@@ -9,14 +9,21 @@ from gpunet.ops import activations as F
 
 
 class Activation(Layer):
-    """An elementwise activation; subclasses name the function and its backward."""
+    """An elementwise activation; subclasses name the function and its backward.
+
+    ``reads`` says which of the input ``x`` and the output ``y`` the backward
+    ``derivative(grad, x, y)`` reads: only those are kept until the next forward (the
+    other is passed as None), so that, e.g., a ReLU does not keep the convolution output
+    before it alive as well as its own.
+    """
 
     function = staticmethod(F.tanh)
     derivative = staticmethod(F.tanh_backward)
+    reads = "y"
 
     def forward(self, x: Any) -> Any:
         y = self.function(x)
-        self._cache = (x, y)
+        self._cache = (x if "x" in self.reads else None, y if "y" in self.reads else None)
         return y
 
     def backward(self, grad_out: Any) -> Any:
@@ -46,6 +53,7 @@ class Softsign(Activation):
 
     function = staticmethod(F.softsign)
     derivative = staticmethod(F.softsign_backward)
+    reads = "x"
 
 
 class ReLU(Activation):
@@ -60,6 +68,7 @@ class Softplus(Activation):
 
     function = staticmethod(F.softplus)
     derivative = staticmethod(F.softplus_backward)
+    reads = "x"
 
 
 class LeakyReLU(Activation):
@@ -68,6 +77,8 @@ class LeakyReLU(Activation):
     Args:
         negative_slope: slope for negative inputs (default 0.01).
     """
+
+    reads = "x"
 
     def __init__(self, negative_slope: float = 0.01):
         self.negative_slope = float(negative_slope)

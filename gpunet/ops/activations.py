@@ -57,11 +57,13 @@ def relu(x: Any) -> Any:
 
 
 def relu_backward(grad: Any, x: Any, y: Any) -> Any:
-    fast = backend.kernel("relu_backward", namespace(grad, x))
+    """Either ``x`` or ``y`` may be None: y > 0 exactly where x > 0."""
+    source = y if x is None else x
+    fast = backend.kernel("relu_backward", namespace(grad, source))
     if fast is not None:
-        return fast(grad, x)
+        return fast(grad, source)
     # A multiply by the 0/1 mask: NumPy's where() is several times slower on large arrays.
-    return grad * _positive_mask(x, grad.dtype)
+    return grad * _positive_mask(source, grad.dtype)
 
 
 def leaky_relu(x: Any, negative_slope: float = 0.01) -> Any:
