@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -383,14 +384,17 @@ def test_sequence_in_row_shares_gives_the_numbers_of_one_share(cell, rng, monkey
         op = f"{cell}_cell_{direction}"
         original = kernels._KERNELS[op]
 
-        def counted(*args, op=op, kernel=original[0]):
-            rows = args[0].shape[0]
-            calls.append((op, rows, numba.get_num_threads(), threading.current_thread().name))
+        def counted(*args, op=op, kernel=original[0], build="parallel"):
+            rows, thread = args[0].shape[0], threading.current_thread().name
+            calls.append((op, rows, numba.get_num_threads(), thread, build))
             return kernel(*args)
 
         monkeypatch.setitem(kernels._KERNELS, op, (counted, *original[1:]))
+        if op in kernels._SERIAL:
+            serial = functools.partial(counted, kernel=kernels._SERIAL[op], build="serial")
+            monkeypatch.setitem(kernels._SERIAL, op, serial)
     one = _sequence_results(cell, a)
-    assert {rows for _, rows, _, _ in calls} == {n_batch}
+    assert {rows for _, rows, _, _, _ in calls} == {n_batch}
     calls.clear()
     monkeypatch.setattr(kernels._shares, "count", lambda pieces: min(2, pieces))
     monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
@@ -403,10 +407,12 @@ def test_sequence_in_row_shares_gives_the_numbers_of_one_share(cell, rng, monkey
         op = f"{cell}_cell_{direction}"
         mine = [c for c in calls if c[0] == op]
         # each share's steps: its rows, on one Numba thread; share 0 on the calling thread
-        assert sorted(rows for _, rows, _, _ in mine) == [10] * 2 * steps + [11] * 2 * steps
-        assert {threads for _, _, threads, _ in mine} == {1}
-        threads = {name for _, _, _, name in mine}
+        assert sorted(rows for _, rows, _, _, _ in mine) == [10] * 2 * steps + [11] * 2 * steps
+        assert {threads for _, _, threads, _, _ in mine} == {1}
+        threads = {name for _, _, _, name, _ in mine}
         assert "MainThread" in threads and len(threads) >= 2
+        # the RNN's cells in their serial build, the others' parallel one on one thread
+        assert {build for *_, build in mine} == {"serial" if cell == "rnn" else "parallel"}
     for got, expected, repeated in zip(shared, one, again, strict=True):
         np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
         np.testing.assert_array_equal(got, repeated)
@@ -435,3 +441,33 @@ def test_the_workqueue_layer_keeps_a_sequence_in_one_share():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["workqueue", "False", "1", "True"]
+
+
+@numpy_session
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+def test_serial_rnn_cells_give_the_numbers_of_the_parallel_build(direction, rng):
+    """The serial build runs where a call keeps to one thread; both compute each element
+    alone, so their results are the same bits."""
+    import numba
+
+    op = f"rnn_cell_{direction}"
+    case = _case("rnn", 64, 128, np.float32, rng)
+    if direction == "forward":
+        arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], np.empty_like(case["state"])]
+    else:
+        arrays = [
+            case["grad_h"],
+            case["dh_rec"],
+            np.tanh(case["state"]),
+            np.empty_like(case["state"]),
+        ]
+    results = []
+    for build in (kernels._KERNELS[op][0], kernels._SERIAL[op]):
+        for relu in (False, True):
+            out = [a.copy() for a in arrays]
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            build(*out, relu)
+            results.append(out[-1])
+    np.testing.assert_array_equal(results[0], results[2])
+    np.testing.assert_array_equal(results[1], results[3])
+    assert not np.array_equal(results[0], results[1])  # the flag reached the kernel
