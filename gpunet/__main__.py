@@ -51,8 +51,8 @@ def _numba_pool_status() -> str:
     except Exception as err:  # report, do not crash: this is the diagnostic tool
         return f", threading layer unknown ({err!r})"
     idle = "sleep" if sleep else "may spin: recurrent cells keep to one thread"
-    rows = "" if threadsafe else " (one thread at a time: recurrent batch rows not in shares)"
-    return f", layer {layer}{rows}, idle workers {idle}"
+    serial = "" if threadsafe else " (one thread at a time: recurrent cells in serial builds)"
+    return f", layer {layer}{serial}, idle workers {idle}"
 
 
 def _blas_status() -> str:

@@ -60,13 +60,20 @@ def numba_workers_sleep() -> bool:
     return bool(_passive_before_gpunet) or _blas.openmp_loaded_since()
 
 
+_threadsafe: bool | None = None
+
+
 def numba_threadsafe() -> bool:
     """Numba's parallel kernels may be called from several threads at once: its
-    threading layer is ``omp`` or ``tbb`` (``workqueue`` aborts the process)."""
-    import numba
+    threading layer is ``omp`` or ``tbb`` (``workqueue`` aborts the process). Asked
+    once per process: the layer, once started, stays."""
+    global _threadsafe
+    if _threadsafe is None:
+        import numba
 
-    numba.get_num_threads()  # starts Numba's threading layer if nothing has yet
-    return numba.threading_layer() in ("omp", "tbb")
+        numba.get_num_threads()  # starts Numba's threading layer if nothing has yet
+        _threadsafe = numba.threading_layer() in ("omp", "tbb")
+    return _threadsafe
 
 
 def split_pays() -> bool:

@@ -412,6 +412,123 @@ def _gru_backward_cpu_kernel(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
             carry[n, j] = d_direct
 
 
+# Staged serial builds of the LSTM and GRU cells, for calls on one thread where Numba's
+# threading layer is ``workqueue``: its parallel launch wakes a worker even for one
+# thread (~40-50 us) and may not be entered from two threads at once, so shares of batch
+# rows run these instead. Each row is copied into scratch arrays made here, whose
+# addresses LLVM knows apart, so that the math loop vectorises (built serially without
+# the staging, the LSTM forward took 226 against 50 us); the copies are plain loops
+# (slice assignments cost ~150 ns each, 2.5x the whole kernel's time). The math per
+# element is the parallel builds', the results the same bits.
+@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+def _lstm_forward_cpu_staged(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
+    n_batch, hidden = c_prev.shape
+    pre = np.empty(4 * hidden, dtype=gates.dtype)
+    kept = np.empty(4 * hidden, dtype=gates.dtype)
+    c_in = np.empty(hidden, dtype=gates.dtype)
+    c_new = np.empty(hidden, dtype=gates.dtype)
+    h_new = np.empty(hidden, dtype=gates.dtype)
+    for n in range(n_batch):
+        for k in range(4 * hidden):
+            pre[k] = xw[n, k] + b_ih[k] + hw[n, k] + b_hh[k]
+        for j in range(hidden):
+            c_in[j] = c_prev[n, j]
+        for j in range(hidden):
+            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+            i, f, g, o, c, h = lstm_forward_point(pre[j], pre[j1], pre[j2], pre[j3], c_in[j])
+            kept[j], kept[j1], kept[j2], kept[j3] = i, f, g, o
+            c_new[j], h_new[j] = c, h
+        for k in range(4 * hidden):
+            gates[n, k] = kept[k]
+        for j in range(hidden):
+            c_out[n, j], h_out[n, j] = c_new[j], h_new[j]
+
+
+@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+def _lstm_backward_cpu_staged(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
+    n_batch, hidden = c.shape
+    kept = np.empty(4 * hidden, dtype=d_pre.dtype)
+    d_new = np.empty(4 * hidden, dtype=d_pre.dtype)
+    dh = np.empty(hidden, dtype=d_pre.dtype)
+    dc_in = np.empty(hidden, dtype=d_pre.dtype)
+    c0 = np.empty(hidden, dtype=d_pre.dtype)
+    c1 = np.empty(hidden, dtype=d_pre.dtype)
+    dc_new = np.empty(hidden, dtype=d_pre.dtype)
+    for n in range(n_batch):
+        for j in range(hidden):
+            dh[j] = grad_h[n, j] + dh_rec[n, j]
+            dc_in[j], c0[j], c1[j] = dc[n, j], c_prev[n, j], c[n, j]
+        for k in range(4 * hidden):
+            kept[k] = gates[n, k]
+        for j in range(hidden):
+            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+            d_i, d_f, d_g, d_o, dc_prev = lstm_backward_point(
+                dh[j], dc_in[j], c0[j], c1[j], kept[j], kept[j1], kept[j2], kept[j3]
+            )
+            d_new[j], d_new[j1], d_new[j2], d_new[j3] = d_i, d_f, d_g, d_o
+            dc_new[j] = dc_prev
+        for k in range(4 * hidden):
+            d_pre[n, k] = d_new[k]
+        for j in range(hidden):
+            dc[n, j] = dc_new[j]
+
+
+@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+def _gru_forward_cpu_staged(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
+    n_batch, hidden = h_prev.shape
+    pre = np.empty(3 * hidden, dtype=saved.dtype)  # r and z pre-activations, then x_n
+    kept = np.empty(4 * hidden, dtype=saved.dtype)
+    h_n = np.empty(hidden, dtype=saved.dtype)
+    previous = np.empty(hidden, dtype=saved.dtype)
+    h_new = np.empty(hidden, dtype=saved.dtype)
+    for n in range(n_batch):
+        for k in range(2 * hidden):
+            pre[k] = xw[n, k] + b_ih[k] + hw[n, k] + b_hh[k]
+        for j in range(hidden):
+            j2 = j + 2 * hidden
+            pre[j2] = xw[n, j2] + b_ih[j2]
+            h_n[j] = hw[n, j2] + b_hh[j2]
+            previous[j] = h_prev[n, j]
+        for j in range(hidden):
+            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+            r, z, new_n, h = gru_forward_point(pre[j], pre[j1], pre[j2], h_n[j], previous[j])
+            kept[j], kept[j1], kept[j2], kept[j3] = r, z, new_n, h_n[j]
+            h_new[j] = h
+        for k in range(4 * hidden):
+            saved[n, k] = kept[k]
+        for j in range(hidden):
+            h_out[n, j] = h_new[j]
+
+
+@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+def _gru_backward_cpu_staged(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
+    n_batch, hidden = h_prev.shape
+    kept = np.empty(4 * hidden, dtype=d_xw.dtype)
+    dx_new = np.empty(3 * hidden, dtype=d_xw.dtype)
+    dh_new = np.empty(3 * hidden, dtype=d_xw.dtype)
+    dh = np.empty(hidden, dtype=d_xw.dtype)
+    previous = np.empty(hidden, dtype=d_xw.dtype)
+    carry_new = np.empty(hidden, dtype=d_xw.dtype)
+    for n in range(n_batch):
+        for j in range(hidden):
+            dh[j] = grad_h[n, j] + dh_rec[n, j] + carry[n, j]
+            previous[j] = h_prev[n, j]
+        for k in range(4 * hidden):
+            kept[k] = saved[n, k]
+        for j in range(hidden):
+            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
+            d_r, d_z, d_xn, d_hn, d_direct = gru_backward_point(
+                dh[j], previous[j], kept[j], kept[j1], kept[j2], kept[j3]
+            )
+            dx_new[j], dx_new[j1], dx_new[j2] = d_r, d_z, d_xn
+            dh_new[j], dh_new[j1], dh_new[j2] = d_r, d_z, d_hn
+            carry_new[j] = d_direct
+        for k in range(3 * hidden):
+            d_xw[n, k], d_hw[n, k] = dx_new[k], dh_new[k]
+        for j in range(hidden):
+            carry[n, j] = carry_new[j]
+
+
 # --------------------------------------------------------------------------- CUDA kernels
 
 
@@ -548,6 +665,21 @@ _SERIAL = {
     "rnn_cell_forward": _rnn_forward_cpu_serial,
     "rnn_cell_backward": _rnn_backward_cpu_serial,
 }
+# op -> its staged serial build, used on one thread where Numba's layer is workqueue
+_STAGED = {
+    "lstm_cell_forward": _lstm_forward_cpu_staged,
+    "lstm_cell_backward": _lstm_backward_cpu_staged,
+    "gru_cell_forward": _gru_forward_cpu_staged,
+    "gru_cell_backward": _gru_backward_cpu_staged,
+}
+
+
+def _one_thread_build(op):
+    """The build of ``op`` for a call on one thread (see ``_SERIAL`` and ``_STAGED``)."""
+    serial = _SERIAL.get(op)
+    if serial is None and not _threads.numba_threadsafe():
+        serial = _STAGED.get(op)
+    return _KERNELS[op][0] if serial is None else serial
 
 
 def _arguments(op, arrays, relu, contiguous):
@@ -592,8 +724,9 @@ def row_shares(op, n_batch, hidden):
     """How many shares of batch rows the steps of a sequence of ``op`` run in (1: one).
 
     Shares from ``_SHARE_MIN[op]`` (batch x hidden) elements a step and ``_SHARE_ROWS``
-    rows a share, while idle BLAS threads sleep (``_shares.count``) and Numba's threading
-    layer may be entered from several threads at once (``omp``, ``tbb``; ``workqueue``
+    rows a share, while idle BLAS threads sleep (``_shares.count``), and where the
+    shares' one-thread build may run on several threads at once: a serial build, or a
+    parallel one under a threading layer that allows it (``omp``, ``tbb``; ``workqueue``
     aborts the process); never inside a sequence already running.
     """
     if getattr(_sequence, "active", False) or n_batch * hidden < _SHARE_MIN.get(
@@ -601,7 +734,8 @@ def row_shares(op, n_batch, hidden):
     ):
         return 1
     shares = _shares.count(n_batch // _SHARE_ROWS)
-    return shares if shares > 1 and _threads.numba_threadsafe() else 1
+    concurrent = _one_thread_build(op) is not _KERNELS[op][0] or _threads.numba_threadsafe()
+    return shares if shares > 1 and concurrent else 1
 
 
 def sequence_rows_cpu(op, n_batch, hidden, task):
@@ -639,15 +773,14 @@ def _run_cpu(op, arrays, relu=False):
     if takes_flag:
         args.append(bool(relu))
     if getattr(_sequence, "active", False):  # the sequence set the thread count
-        if _sequence.serial:
-            kernel = _SERIAL.get(op, kernel)
-        kernel(*args)
+        (_one_thread_build(op) if _sequence.serial else kernel)(*args)
         return
     if arrays[state_position].size >= _PARALLEL_MIN:
         kernel(*args)
         return
-    if op in _SERIAL:
-        _SERIAL[op](*args)
+    build = _one_thread_build(op)
+    if build is not kernel:
+        build(*args)
         return
     threads = numba.get_num_threads()
     numba.set_num_threads(1)

@@ -292,7 +292,7 @@ def test_numbas_workers_sleep_after_another_openmp_runtime_loaded_first():
 
 @numpy_session
 @pytest.mark.parametrize("layer", ["workqueue", "omp"])
-def test_info_says_whether_recurrent_rows_run_in_shares(layer):
+def test_info_says_when_recurrent_cells_run_in_serial_builds(layer):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     env["NUMBA_THREADING_LAYER"] = layer
     out = subprocess.run(
@@ -301,5 +301,5 @@ def test_info_says_whether_recurrent_rows_run_in_shares(layer):
     if layer == "omp" and "layer omp" not in out.stdout:
         pytest.skip(f"Numba's omp layer does not load here: {out.stdout} {out.stderr}")
     (numba_line,) = [line for line in out.stdout.splitlines() if line.startswith("numba:")]
-    note = "(one thread at a time: recurrent batch rows not in shares)"
+    note = "(one thread at a time: recurrent cells in serial builds)"
     assert (note in numba_line) is (layer == "workqueue"), numba_line

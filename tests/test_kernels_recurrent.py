@@ -326,7 +326,7 @@ def test_steps_on_every_thread_give_the_numbers_of_one(cell, rng, monkeypatch):
 
 
 @numpy_session
-def test_row_shares_only_for_heavy_steps_on_a_threadsafe_layer(monkeypatch):
+def test_row_shares_only_for_heavy_steps_and_builds_that_may_run_at_once(monkeypatch):
     monkeypatch.setattr(kernels._shares, "count", lambda pieces: min(2, pieces))
     monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
     for op, smallest in kernels._SHARE_MIN.items():
@@ -336,8 +336,12 @@ def test_row_shares_only_for_heavy_steps_on_a_threadsafe_layer(monkeypatch):
     assert kernels.row_shares("rnn_cell_forward", 1024, 128) == 1
     # at least _SHARE_ROWS rows a share
     assert kernels.row_shares("lstm_cell_forward", 2 * kernels._SHARE_ROWS - 1, 4096) == 1
+    # workqueue: shares only with a serial build, which never enters the layer
     monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: False)
-    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 1  # workqueue: one
+    assert kernels._one_thread_build("lstm_cell_forward") is kernels._STAGED["lstm_cell_forward"]
+    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 2
+    monkeypatch.setattr(kernels, "_STAGED", {})
+    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 1
     monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
     monkeypatch.setattr(kernels._shares, "count", lambda pieces: 1)  # the BLAS spins
     assert kernels.row_shares("lstm_cell_forward", 64, 128) == 1
@@ -390,9 +394,10 @@ def test_sequence_in_row_shares_gives_the_numbers_of_one_share(cell, rng, monkey
             return kernel(*args)
 
         monkeypatch.setitem(kernels._KERNELS, op, (counted, *original[1:]))
-        if op in kernels._SERIAL:
-            serial = functools.partial(counted, kernel=kernels._SERIAL[op], build="serial")
-            monkeypatch.setitem(kernels._SERIAL, op, serial)
+        for builds in (kernels._SERIAL, kernels._STAGED):
+            if op in builds:
+                serial = functools.partial(counted, kernel=builds[op], build="serial")
+                monkeypatch.setitem(builds, op, serial)
     one = _sequence_results(cell, a)
     assert {rows for _, rows, _, _, _ in calls} == {n_batch}
     calls.clear()
@@ -411,17 +416,19 @@ def test_sequence_in_row_shares_gives_the_numbers_of_one_share(cell, rng, monkey
         assert {threads for _, _, threads, _, _ in mine} == {1}
         threads = {name for _, _, _, name, _ in mine}
         assert "MainThread" in threads and len(threads) >= 2
-        # the RNN's cells in their serial build, the others' parallel one on one thread
-        assert {build for *_, build in mine} == {"serial" if cell == "rnn" else "parallel"}
+        # the RNN's cells in their serial build; the others' parallel one on one thread,
+        # or their staged serial one under Numba's workqueue layer
+        serial = cell == "rnn" or not kernels._threads.numba_threadsafe()
+        assert {build for *_, build in mine} == {"serial" if serial else "parallel"}
     for got, expected, repeated in zip(shared, one, again, strict=True):
         np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
         np.testing.assert_array_equal(got, repeated)
 
 
 @numpy_session
-def test_the_workqueue_layer_keeps_a_sequence_in_one_share():
-    """Numba's workqueue layer aborts the process when two threads enter it; shares never
-    run there."""
+def test_under_the_workqueue_layer_shares_run_the_serial_builds():
+    """Numba's workqueue layer aborts the process when two threads enter it: there, the
+    shares of batch rows run the staged serial builds, which never enter it."""
     code = (
         "import numpy as np, numba\n"
         "from gpunet.kernels import recurrent as k, _threads\n"
@@ -429,45 +436,66 @@ def test_the_workqueue_layer_keeps_a_sequence_in_one_share():
         "k._shares.count = lambda pieces: min(2, pieces)\n"
         "rng = np.random.default_rng(0)\n"
         "xw = rng.standard_normal((3, 64, 512)).astype(np.float32)\n"
-        "w = rng.standard_normal((128, 512)).astype(np.float32)\n"
+        "w = (0.1 * rng.standard_normal((128, 512))).astype(np.float32)\n"
         "b, h = np.zeros(512, np.float32), np.zeros((64, 128), np.float32)\n"
-        "cache = bptt.sequence_forward('lstm', xw, w, b, b, h, h)\n"
-        "print(numba.threading_layer(), _threads.numba_threadsafe(),\n"
-        "      k.row_shares('lstm_cell_forward', 64, 128), float(abs(cache.states).sum()) > 0)\n"
+        "g = rng.standard_normal((64, 128)).astype(np.float32)\n"
+        "def run():\n"
+        "    cache = bptt.sequence_forward('lstm', xw, w, b, b, h, h)\n"
+        "    return cache.states, bptt.sequence_backward(cache, w, None, g).xw\n"
+        "shared = run()\n"
+        "shares = k.row_shares('lstm_cell_forward', 64, 128)\n"
+        "k._SHARE_MIN = {}\n"
+        "one = run()\n"
+        "error = max(float(abs(a - b).max()) for a, b in zip(shared, one))\n"
+        "print(numba.threading_layer(), _threads.numba_threadsafe(), shares, error < 1e-5)\n"
     )
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["workqueue", "False", "1", "True"]
+    assert out.stdout.split() == ["workqueue", "False", "2", "True"]
 
 
 @numpy_session
-@pytest.mark.parametrize("direction", ["forward", "backward"])
-def test_serial_rnn_cells_give_the_numbers_of_the_parallel_build(direction, rng):
-    """The serial build runs where a call keeps to one thread; both compute each element
-    alone, so their results are the same bits."""
+@pytest.mark.parametrize("op", sorted({**kernels._SERIAL, **kernels._STAGED}))
+def test_serial_builds_give_the_numbers_of_the_parallel_build(op, rng):
+    """The serial (RNN) and staged serial (LSTM, GRU) builds compute each element with
+    the parallel build's math: the same bits, also for the state updated in place."""
     import numba
 
-    op = f"rnn_cell_{direction}"
-    case = _case("rnn", 64, 128, np.float32, rng)
-    if direction == "forward":
-        arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], np.empty_like(case["state"])]
+    cell, direction = op.split("_cell_")
+    case = _case(cell, 64, 128, np.float32, rng)
+    width = GATES[cell] * 128
+    state = case["state"]
+    if cell == "rnn":
+        flags = (False, True)
+        if direction == "forward":
+            arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], np.empty_like(state)]
+        else:
+            arrays = [case["grad_h"], case["dh_rec"], np.tanh(state), np.empty_like(state)]
     else:
-        arrays = [
-            case["grad_h"],
-            case["dh_rec"],
-            np.tanh(case["state"]),
-            np.empty_like(case["state"]),
-        ]
-    results = []
-    for build in (kernels._KERNELS[op][0], kernels._SERIAL[op]):
-        for relu in (False, True):
+        flags = (None,)
+        gates = 1 / (1 + np.exp(-rng.standard_normal((64, 4 * 128)).astype(np.float32)))
+        if cell == "lstm" and direction == "forward":
+            arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], state]
+            arrays += [np.empty_like(state), np.empty_like(state), np.empty_like(gates)]
+        elif cell == "lstm":
+            arrays = [case["grad_h"], case["dh_rec"], case["carry"], state, state * 0.5]
+            arrays += [gates, np.empty((64, width), np.float32)]
+        elif direction == "forward":
+            arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], state]
+            arrays += [np.empty_like(state), np.empty_like(gates)]
+        else:
+            arrays = [case["grad_h"], case["dh_rec"], case["carry"], state, gates]
+            arrays += [np.empty((64, width), np.float32), np.empty((64, width), np.float32)]
+    serial = kernels._SERIAL.get(op) or kernels._STAGED[op]
+    for flag in flags:
+        results = []
+        for build in (kernels._KERNELS[op][0], serial):
             out = [a.copy() for a in arrays]
             numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-            build(*out, relu)
-            results.append(out[-1])
-    np.testing.assert_array_equal(results[0], results[2])
-    np.testing.assert_array_equal(results[1], results[3])
-    assert not np.array_equal(results[0], results[1])  # the flag reached the kernel
+            build(*out) if flag is None else build(*out, flag)
+            results.append(out)
+        for parallel, one in zip(*results, strict=True):
+            np.testing.assert_array_equal(one, parallel)
