@@ -68,11 +68,11 @@ _SPLIT_MIN = {"lstm_cell_forward": 4096, "gru_cell_forward": 4096, "lstm_cell_ba
 # (batch x hidden) elements a step (``row_shares``): each share runs every step for its
 # rows, its GEMMs and cells on one thread, so nothing waits for another core between
 # steps. Measured on 2 cores, 50 steps, against the whole batch with the BLAS's two
-# threads and the cells split as above: LSTM forward 0.82-0.96 of the time at batch x
-# hidden 32x128, 64x64, 64x128 and 128x128, backward 0.92-1.01 at 64x128 and 128x128;
-# GRU forward 0.79-0.93, backward 0.90-0.96 from 64x128; W3's whole training step
-# 0.93. Smaller steps lost (LSTM backward at 32x64 1.20, GRU at 32x64 1.22/1.37), as did
-# every RNN step (1.13-2.1): two threads' Python work per step does not overlap.
+# threads and the cells split as above: LSTM forward 0.82-0.97 of the time at batch x
+# hidden 32x128, 64x64, 64x128 and 128x128, backward 0.92-1.06 at 64x128 and 128x128;
+# GRU forward 0.79-0.98, backward 0.90-1.00 from 64x128; W3's whole training step
+# 0.93-0.97. Smaller steps lost (LSTM backward at 32x64 1.20, GRU at 32x64 1.22/1.37),
+# as did every RNN step (1.13-2.1): two threads' Python work per step does not overlap.
 _SHARE_MIN = {
     "lstm_cell_forward": 4096,
     "gru_cell_forward": 4096,
