@@ -11,13 +11,16 @@ end, ``H_prev^T @ d_hw`` with ``H_prev`` the (T*N, H) stack of the states fed to
 steps.
 
 Where a fused kernel exists (NumPy, CuPy) the loops write into preallocated (T+1, N, H)
-state buffers and (T, N, ...) gate buffers, one kernel call per step. Otherwise (and
+state buffers and (T, N, ...) gate buffers, one kernel call per step. The batch rows are
+independent through every step, so the CPU kernels may run a loop in shares of rows, one
+per core, each share every step of its rows (``_over_rows``). Otherwise (and
 with ``GPUNET_KERNELS=0``) the steps run the pure array-API reference and the results
 are stacked; both paths give the same numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,9 +153,9 @@ def sequence_forward(
     return SequenceCache(cell, relu, states, cell_states, saved)
 
 
-def _over_rows(xp: Any, op: str, n_batch: int, hidden: int, task: Any) -> None:
-    """``task(rows)`` over the batch: in shares of rows where the kernels run them (the
-    rows of a recurrent layer are independent through every step), else as one."""
+def _over_rows(xp: Any, op: str, n_batch: int, hidden: int, task: Callable[[slice], None]) -> None:
+    """``task(rows)`` over the batch: in shares of rows where the kernels run them
+    (``sequence_rows``), else as one."""
     runner = backend.kernel("sequence_rows", xp)
     if runner is None:
         task(slice(0, n_batch))
