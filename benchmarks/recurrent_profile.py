@@ -6,7 +6,8 @@
 Times (medians, the GPU synchronised after each) the whole training step, then its parts
 on the same shapes: the forward and backward passes over the sequence, each pass's
 per-step GEMMs alone and cell kernels alone (whole batch, one call per step), and the
-weight-gradient GEMMs. On the GPU it also times the host's side of one cell launch
+weight-gradient GEMMs (no cells with ``GPUNET_KERNELS=0``: the steps then run the
+array-API reference). On the GPU it also times the host's side of one cell launch
 (launches queued back to back, no synchronisation between them): what a step costs in
 Python and in Numba's launch, whatever the GPU's speed.
 """
@@ -107,8 +108,10 @@ def profile(device: str, batch: int, seconds: float) -> dict[str, float]:
         ("backward: cells", backward_cells),
         ("weight-gradient GEMMs", weight_gradients),
     ]
+    if cell is None:  # GPUNET_KERNELS=0: the steps run the array-API reference
+        parts = [(name, run) for name, run in parts if not name.endswith("cells")]
     result = {name: _median_ms(run, sync, seconds) for name, run in parts}
-    if device == "gpu":
+    if device == "gpu" and cell is not None:
         sync()
         start = time.perf_counter()
         forward_cells()

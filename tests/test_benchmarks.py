@@ -39,23 +39,24 @@ def test_suite_times_each_workload_and_writes_json(tmp_path):
         assert "PyTorch is not installed: timing gpunet alone" in result.stdout
 
 
-def test_recurrent_profile_times_each_part_of_w3(tmp_path):
+@pytest.mark.parametrize("kernels", ["1", "0"])
+def test_recurrent_profile_times_each_part_of_w3(tmp_path, kernels):
     out = tmp_path / "profile.jsonl"
     command = [sys.executable, "-m", "benchmarks.recurrent_profile", "--batch", "8"]
     command += ["--seconds", "0.01", "--json", str(out)]
+    env = dict(os.environ, GPUNET_KERNELS=kernels)
     result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (line,) = [json.loads(line) for line in out.read_text().splitlines()]
-    parts = ("training step", "forward pass", "forward: step GEMMs", "forward: cells")
-    parts += ("backward pass", "backward: step GEMMs", "backward: cells")
-    assert {key for key in line if key not in ("device", "batch")} == {
-        *parts,
-        "weight-gradient GEMMs",
-    }
+    parts = ["training step", "forward pass", "forward: step GEMMs", "forward: cells"]
+    parts += ["backward pass", "backward: step GEMMs", "backward: cells", "weight-gradient GEMMs"]
+    if kernels == "0":  # no cell kernels to time
+        parts = [part for part in parts if not part.endswith("cells")]
+    assert [key for key in line if key not in ("device", "batch")] == parts
     assert line["device"] == "cpu" and line["batch"] == 8
     assert all(line[part] > 0 for part in parts)
     # each part is a piece of the step (medians of separate runs: allow noise)
-    assert line["forward: cells"] < line["forward pass"] < 1.5 * line["training step"]
+    assert line["forward: step GEMMs"] < line["forward pass"] < 1.5 * line["training step"]
     assert "W3 LSTM, batch 8, T = 50" in result.stdout
