@@ -7,26 +7,17 @@
     model = Sequential(Dense(2, 8), Tanh(), Dense(8, 1), Sigmoid())
 
 The backend is chosen by ``GPUNET_BACKEND`` (numpy, cupy, array_api_strict, auto); see
-``gpunet.backend``.
+``gpunet.backend``. Importing gpunet changes nothing outside it: no environment
+variables, no BLAS or allocator settings. On the CPU, gpunet runs its kernels on its own
+threads (``set_num_threads``) and holds the BLAS to one thread only while they run.
 """
 
-from gpunet.kernels import _threads
-
-# Before anything loads NumPy or an OpenMP runtime: the idle threads of OpenBLAS and of
-# Numba's pool then sleep rather than spin while the other pool or gpunet's own kernels
-# run (kernels/_threads.py and kernels/_blas.py say why and what it measured). Values
-# already in the environment are kept.
-_threads.prepare()
-
-from gpunet import _malloc, backend, data, init, losses, nn, optim, plot, regularizers
+from gpunet import backend, data, init, losses, nn, optim, plot, regularizers
 from gpunet.backend import asarray, seed, to_numpy
 from gpunet.gradient_check import GradcheckResult, gradcheck
 from gpunet.io import load, save
-from gpunet.kernels._blas import quieten as _quieten_blas
+from gpunet.kernels._parallel import set_num_threads
 from gpunet.training import History, evaluate, fit, predict
-
-_quieten_blas()  # where NumPy loaded OpenBLAS before gpunet, it takes the setting now
-_malloc.tune()  # freed arrays' memory stays for the next step (gpunet/_malloc.py)
 
 __version__ = "0.1.0"
 
@@ -51,4 +42,5 @@ __all__ = [
     "plot",
     "predict",
     "save",
+    "set_num_threads",
 ]

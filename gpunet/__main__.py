@@ -12,7 +12,7 @@ def info() -> str:
     import numba
 
     import gpunet
-    from gpunet import _malloc, backend
+    from gpunet import backend
 
     lines = [f"gpunet {gpunet.__version__} (Python {sys.version.split()[0]})"]
     try:
@@ -26,42 +26,34 @@ def info() -> str:
         lines.append(f"device:         {backend.device_description()}")
         lines.append(f"namespace:      {ns.__name__}")
         lines.append(f"kernels:        {_kernel_status(name)}")
-    lines.append(
-        f"numba:          {numba.__version__}, {numba.config.NUMBA_NUM_THREADS} threads"
-        f"{_numba_pool_status()}"
-    )
+    lines.append(f"numba:          {numba.__version__}")
+    lines.append(f"cpu threads:    {_threads_status()}")
     lines.append(f"blas:           {_blas_status()}")
-    lines.append(f"malloc:         {_malloc.status}")
-    lines.append(f"numba cache:    {_numba_cache_dir()}")
+    lines.append(f"numba cache:    {_numba_cache_status()}")
     lines.append(f"cupy:           {backend.cupy_status()}")
     variables = {k: v for k, v in os.environ.items() if k.startswith("GPUNET_")}
     lines.append(f"environment:    {variables or 'no GPUNET_* variables set'}")
     return "\n".join(lines)
 
 
-def _numba_pool_status() -> str:
-    try:
-        import numba
+def _threads_status() -> str:
+    from gpunet.kernels import _parallel
 
-        from gpunet.kernels import _threads
-
-        sleep = _threads.numba_workers_sleep()
-        threadsafe = _threads.numba_threadsafe()
-        layer = numba.threading_layer()
-    except Exception as err:  # report, do not crash: this is the diagnostic tool
-        return f", threading layer unknown ({err!r})"
-    idle = "sleep" if sleep else "may spin: recurrent cells keep to one thread"
-    serial = "" if threadsafe else " (one thread at a time: recurrent cells in serial builds)"
-    return f", layer {layer}{serial}, idle workers {idle}"
+    return _parallel.describe()
 
 
 def _blas_status() -> str:
     try:
-        from gpunet.kernels import _blas
-
-        return _blas.describe()
-    except Exception as err:  # report, do not crash: this is the diagnostic tool
+        from threadpoolctl import threadpool_info
+    except ImportError as err:  # report, do not crash: this is the diagnostic tool
         return f"unknown ({err!r})"
+    found = [
+        f"{lib['internal_api']} {lib.get('version')} ({lib['filepath'].rsplit('/', 1)[-1]}), "
+        f"{lib['num_threads']} threads"
+        for lib in threadpool_info()
+        if lib["user_api"] == "blas"
+    ]
+    return "; ".join(found) or "none found by threadpoolctl"
 
 
 def _library_version(name: str) -> str:
@@ -91,13 +83,11 @@ def _kernel_status(name: str) -> str:
     return f"on, {target}: {', '.join(sorted(kernels.available()))}"
 
 
-def _numba_cache_dir() -> str:
-    import numba
+def _numba_cache_status() -> str:
+    """Compiles one small kernel family, then says where Numba keeps (or cannot keep) it."""
+    from gpunet.kernels import _jit, activations  # noqa: F401 - importing defines its kernels
 
-    configured = numba.config.CACHE_DIR
-    if configured:
-        return configured
-    return "next to the kernel sources (__pycache__), or the user cache if read-only"
+    return _jit.cache_report()
 
 
 def main(argv: list[str] | None = None) -> int:

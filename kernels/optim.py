@@ -2,9 +2,9 @@
 
 The update rules follow PyTorch's definitions (see ``gpunet/optim/*.py``, whose pure
 array-API functions are the reference and the test oracle). Each rule's scalar math is
-written once as an ``@njit(inline="always")`` helper and called from a CPU kernel
-(``@njit(parallel=True, cache=True)``, prange over the flat parameter, with a serial twin
-for small parameters) and a CUDA kernel (``@cuda.jit``, one thread per element).
+written once as an ``@njit(inline="always")`` helper and called from a CPU kernel (one
+serial kernel per rule, run over slices of a large parameter by gpunet's threads) and a
+CUDA kernel (``@cuda.jit``, one thread per element).
 
 The wrappers ``<rule>_cpu`` (NumPy) and ``<rule>_cuda`` (CuPy) take the parameter, its
 gradient and its state arrays (all C-contiguous, of one dtype) and change the parameter
@@ -18,15 +18,15 @@ The ops ``sgd``, ``adagrad``, ``rmsprop`` and ``adam`` are registered by ``gpune
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from numba import cuda, njit, prange
+from numba import njit
 
-from ._cuda import current_stream, device_arrays
-
-_THREADS = 256
-
+from . import _parallel
+from ._cuda import launch, numba_cuda
+from ._jit import cpu_kernel
 
 # --------------------------------------------------------------------------- scalar rules
 # Each rule takes its hyper-parameters as one tuple ``hyper`` (already in the arrays'
@@ -173,106 +173,88 @@ def adam_range(start, stop, p, g, m, v, v_max, hyper):
 
 
 # --------------------------------------------------------------------------- CPU kernels
-# The serial kernel runs the whole range; the parallel one hands chunks to the threads.
-# Small parameters run serially: waking the worker threads costs more than updating a
-# few hundred thousand numbers.
-
-PARALLEL_MIN_SIZE = 1 << 18
-_CHUNK = 1 << 14
+# One serial kernel per rule over elements ``start`` to ``stop - 1``; gpunet's threads
+# each take a run of a large parameter (``_parallel``).
 
 
-@njit(cache=True, error_model="numpy")
-def _sgd_serial(p, g, buf, hyper):
-    sgd_range(0, p.size, p, g, buf, hyper)
+@cpu_kernel
+def _sgd_cpu(p, g, buf, hyper, start, stop):
+    sgd_range(start, stop, p, g, buf, hyper)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _sgd_parallel(p, g, buf, hyper):
-    for c in prange((p.size + _CHUNK - 1) // _CHUNK):
-        sgd_range(c * _CHUNK, min(p.size, (c + 1) * _CHUNK), p, g, buf, hyper)
+@cpu_kernel
+def _adagrad_cpu(p, g, total, hyper, start, stop):
+    adagrad_range(start, stop, p, g, total, hyper)
 
 
-@njit(cache=True, error_model="numpy")
-def _adagrad_serial(p, g, total, hyper):
-    adagrad_range(0, p.size, p, g, total, hyper)
+@cpu_kernel
+def _rmsprop_cpu(p, g, square_avg, grad_avg, buf, hyper, start, stop):
+    rmsprop_range(start, stop, p, g, square_avg, grad_avg, buf, hyper)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
-def _adagrad_parallel(p, g, total, hyper):
-    for c in prange((p.size + _CHUNK - 1) // _CHUNK):
-        adagrad_range(c * _CHUNK, min(p.size, (c + 1) * _CHUNK), p, g, total, hyper)
-
-
-@njit(cache=True, error_model="numpy")
-def _rmsprop_serial(p, g, square_avg, grad_avg, buf, hyper):
-    rmsprop_range(0, p.size, p, g, square_avg, grad_avg, buf, hyper)
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _rmsprop_parallel(p, g, square_avg, grad_avg, buf, hyper):
-    for c in prange((p.size + _CHUNK - 1) // _CHUNK):
-        start, stop = c * _CHUNK, min(p.size, (c + 1) * _CHUNK)
-        rmsprop_range(start, stop, p, g, square_avg, grad_avg, buf, hyper)
-
-
-@njit(cache=True, error_model="numpy")
-def _adam_serial(p, g, m, v, v_max, hyper):
-    adam_range(0, p.size, p, g, m, v, v_max, hyper)
-
-
-@njit(parallel=True, cache=True, error_model="numpy")
-def _adam_parallel(p, g, m, v, v_max, hyper):
-    for c in prange((p.size + _CHUNK - 1) // _CHUNK):
-        adam_range(c * _CHUNK, min(p.size, (c + 1) * _CHUNK), p, g, m, v, v_max, hyper)
+@cpu_kernel
+def _adam_cpu(p, g, m, v, v_max, hyper, start, stop):
+    adam_range(start, stop, p, g, m, v, v_max, hyper)
 
 
 # --------------------------------------------------------------------------- CUDA kernels
 # The CUDA kernels read and write the elements themselves rather than through the
 # ``*_at`` helpers: the simulator cannot pass its arrays into an njit function.
 
-
-@cuda.jit
-def _sgd_cuda_kernel(p, g, buf, hyper):
-    i = cuda.grid(1)
-    if i < p.size:
-        new_p, new_buf = sgd_scalar(p[i], g[i], buf[i], hyper)
-        if hyper[6]:  # momentum
-            buf[i] = new_buf
-        p[i] = new_p
+cuda = None  # numba.cuda, set by cuda_kernels()
 
 
-@cuda.jit
-def _adagrad_cuda_kernel(p, g, total, hyper):
-    i = cuda.grid(1)
-    if i < p.size:
-        new_p, new_total = adagrad_scalar(p[i], g[i], total[i], hyper)
-        total[i] = new_total
-        p[i] = new_p
+@functools.cache
+def cuda_kernels():
+    """The CUDA update kernels, compiled on first use."""
+    # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
+    # references for its own when it runs a kernel.
+    global cuda
+    cuda = numba_cuda()
 
+    @cuda.jit
+    def sgd(p, g, buf, hyper):
+        i = cuda.grid(1)
+        if i < p.size:
+            new_p, new_buf = sgd_scalar(p[i], g[i], buf[i], hyper)
+            if hyper[6]:  # momentum
+                buf[i] = new_buf
+            p[i] = new_p
 
-@cuda.jit
-def _rmsprop_cuda_kernel(p, g, square_avg, grad_avg, buf, hyper):
-    i = cuda.grid(1)
-    if i < p.size:
-        new_p, sq, ga, b = rmsprop_scalar(p[i], g[i], square_avg[i], grad_avg[i], buf[i], hyper)
-        square_avg[i] = sq
-        if hyper[6]:  # centered
-            grad_avg[i] = ga
-        if hyper[7]:  # momentum
-            buf[i] = b
-        p[i] = new_p
+    @cuda.jit
+    def adagrad(p, g, total, hyper):
+        i = cuda.grid(1)
+        if i < p.size:
+            new_p, new_total = adagrad_scalar(p[i], g[i], total[i], hyper)
+            total[i] = new_total
+            p[i] = new_p
 
+    @cuda.jit
+    def rmsprop(p, g, square_avg, grad_avg, buf, hyper):
+        i = cuda.grid(1)
+        if i < p.size:
+            new_p, sq, ga, b = rmsprop_scalar(
+                p[i], g[i], square_avg[i], grad_avg[i], buf[i], hyper
+            )
+            square_avg[i] = sq
+            if hyper[6]:  # centered
+                grad_avg[i] = ga
+            if hyper[7]:  # momentum
+                buf[i] = b
+            p[i] = new_p
 
-@cuda.jit
-def _adam_cuda_kernel(p, g, m, v, v_max, hyper):
-    i = cuda.grid(1)
-    if i < p.size:
-        new_p, new_m, new_v, new_max = adam_scalar(p[i], g[i], m[i], v[i], v_max[i], hyper)
-        m[i] = new_m
-        v[i] = new_v
-        if hyper[8]:  # amsgrad
-            v_max[i] = new_max
-        p[i] = new_p
+    @cuda.jit
+    def adam(p, g, m, v, v_max, hyper):
+        i = cuda.grid(1)
+        if i < p.size:
+            new_p, new_m, new_v, new_max = adam_scalar(p[i], g[i], m[i], v[i], v_max[i], hyper)
+            m[i] = new_m
+            v[i] = new_v
+            if hyper[8]:  # amsgrad
+                v_max[i] = new_max
+            p[i] = new_p
+
+    return {"sgd": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}
 
 
 # --------------------------------------------------------------------------- scalars
@@ -310,151 +292,69 @@ def _flat(*arrays):
     return tuple(a.reshape(-1) for a in arrays)
 
 
-def _run_cpu(parallel, serial, arrays, hyper):
-    kernel = parallel if arrays[0].size >= PARALLEL_MIN_SIZE else serial
-    kernel(*_flat(*arrays), hyper)
+def _run_cpu(kernel, arrays, hyper, cost):
+    flat = _flat(*arrays)
+    size = flat[0].size
+    _parallel.run_rows(size, size * cost, lambda start, stop: kernel(*flat, hyper, start, stop))
+
+
+def _launch(rule, arrays, hyper):
+    flat = _flat(*arrays)
+    launch(cuda_kernels()[rule], flat[0].size, *flat, hyper)
 
 
 # --------------------------------------------------------------------------- wrappers
+# ``<rule>_cpu`` update NumPy arrays, ``<rule>_cuda`` CuPy arrays on CuPy's current
+# stream; ``launch_<rule>`` runs the CUDA kernel on any arrays the CUDA target accepts
+# (NumPy arrays under the simulator). Without momentum the buffer slot is neither read
+# nor written, so any array of the parameter's size may fill it; the same holds for the
+# unused slots of RMSprop and Adam.
 
 
-def sgd_cpu(
-    param, grad, momentum_buffer, *, lr, momentum, dampening, weight_decay, nesterov, first
-):
-    """SGD step in place on NumPy arrays.
-
-    Without momentum the buffer slot is neither read nor written, so any array of the
-    parameter's size may fill it; the same holds for the unused slots of RMSprop and Adam.
-    """
-    scalars = _sgd_scalars(param.dtype, lr, momentum, dampening, weight_decay, nesterov, first)
-    _run_cpu(_sgd_parallel, _sgd_serial, (param, grad, momentum_buffer), scalars)
+def sgd_cpu(param, grad, momentum_buffer, **hyper):
+    """SGD step in place on NumPy arrays (hyper-parameters as ``sgd_update``)."""
+    _run_cpu(_sgd_cpu, (param, grad, momentum_buffer), _sgd_scalars(param.dtype, **hyper), 2)
 
 
-def adagrad_cpu(param, grad, state_sum, *, lr, lr_decay, weight_decay, eps, step):
+def adagrad_cpu(param, grad, state_sum, **hyper):
     """Adagrad step in place on NumPy arrays."""
-    scalars = _adagrad_scalars(param.dtype, lr, lr_decay, weight_decay, eps, step)
-    _run_cpu(_adagrad_parallel, _adagrad_serial, (param, grad, state_sum), scalars)
+    _run_cpu(_adagrad_cpu, (param, grad, state_sum), _adagrad_scalars(param.dtype, **hyper), 4)
 
 
-def rmsprop_cpu(
-    param,
-    grad,
-    square_avg,
-    grad_avg,
-    momentum_buffer,
-    *,
-    lr,
-    alpha,
-    eps,
-    weight_decay,
-    momentum,
-    centered,
-):
-    """RMSprop step in place on NumPy arrays (unused buffers may be any same-size array)."""
-    scalars = _rmsprop_scalars(param.dtype, lr, alpha, eps, weight_decay, momentum, centered)
+def rmsprop_cpu(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
+    """RMSprop step in place on NumPy arrays."""
     arrays = (param, grad, square_avg, grad_avg, momentum_buffer)
-    _run_cpu(_rmsprop_parallel, _rmsprop_serial, arrays, scalars)
+    _run_cpu(_rmsprop_cpu, arrays, _rmsprop_scalars(param.dtype, **hyper), 4)
 
 
-def adam_cpu(
-    param,
-    grad,
-    exp_avg,
-    exp_avg_sq,
-    max_exp_avg_sq,
-    *,
-    lr,
-    beta1,
-    beta2,
-    eps,
-    weight_decay,
-    step,
-    amsgrad,
-    decoupled,
-):
-    """Adam/AdamW step in place on NumPy arrays (``max_exp_avg_sq`` may be any same-size
-    array when ``amsgrad`` is False)."""
-    scalars = _adam_scalars(
-        param.dtype, lr, beta1, beta2, eps, weight_decay, step, amsgrad, decoupled
-    )
+def adam_cpu(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
+    """Adam/AdamW step in place on NumPy arrays."""
     arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
-    _run_cpu(_adam_parallel, _adam_serial, arrays, scalars)
+    _run_cpu(_adam_cpu, arrays, _adam_scalars(param.dtype, **hyper), 4)
 
 
-def _launch(kernel, arrays, scalars, stream):
-    flat = _flat(*arrays)
-    size = flat[0].size
-    # Small parameters (biases) get one small block rather than 256 mostly idle threads.
-    threads = _THREADS if size >= _THREADS else max(32, -(-size // 32) * 32)
-    blocks = (size + threads - 1) // threads
-    flat = device_arrays(*flat)
-    if stream is None:
-        kernel[blocks, threads](*flat, scalars)
-    else:
-        kernel[blocks, threads, stream](*flat, scalars)
+def launch_sgd(param, grad, momentum_buffer, **hyper):
+    """Run the CUDA SGD kernel."""
+    _launch("sgd", (param, grad, momentum_buffer), _sgd_scalars(param.dtype, **hyper))
 
 
-def launch_sgd(param, grad, momentum_buffer, *, stream=None, **hyper):
-    """Run the CUDA SGD kernel on any arrays the CUDA target accepts."""
-    _launch(
-        _sgd_cuda_kernel, (param, grad, momentum_buffer), _sgd_scalars(param.dtype, **hyper), stream
-    )
+def launch_adagrad(param, grad, state_sum, **hyper):
+    """Run the CUDA Adagrad kernel."""
+    _launch("adagrad", (param, grad, state_sum), _adagrad_scalars(param.dtype, **hyper))
 
 
-def launch_adagrad(param, grad, state_sum, *, stream=None, **hyper):
-    """Run the CUDA Adagrad kernel on any arrays the CUDA target accepts."""
-    _launch(
-        _adagrad_cuda_kernel,
-        (param, grad, state_sum),
-        _adagrad_scalars(param.dtype, **hyper),
-        stream,
-    )
+def launch_rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
+    """Run the CUDA RMSprop kernel."""
+    arrays = (param, grad, square_avg, grad_avg, momentum_buffer)
+    _launch("rmsprop", arrays, _rmsprop_scalars(param.dtype, **hyper))
 
 
-def launch_rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, *, stream=None, **hyper):
-    """Run the CUDA RMSprop kernel on any arrays the CUDA target accepts."""
-    _launch(
-        _rmsprop_cuda_kernel,
-        (param, grad, square_avg, grad_avg, momentum_buffer),
-        _rmsprop_scalars(param.dtype, **hyper),
-        stream,
-    )
+def launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
+    """Run the CUDA Adam kernel."""
+    arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
+    _launch("adam", arrays, _adam_scalars(param.dtype, **hyper))
 
 
-def launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, *, stream=None, **hyper):
-    """Run the CUDA Adam kernel on any arrays the CUDA target accepts."""
-    _launch(
-        _adam_cuda_kernel,
-        (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq),
-        _adam_scalars(param.dtype, **hyper),
-        stream,
-    )
-
-
-def sgd_cuda(param, grad, momentum_buffer, **hyper):
-    """SGD step in place on CuPy arrays, on CuPy's current stream."""
-    launch_sgd(param, grad, momentum_buffer, stream=current_stream(), **hyper)
-
-
-def adagrad_cuda(param, grad, state_sum, **hyper):
-    """Adagrad step in place on CuPy arrays, on CuPy's current stream."""
-    launch_adagrad(param, grad, state_sum, stream=current_stream(), **hyper)
-
-
-def rmsprop_cuda(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
-    """RMSprop step in place on CuPy arrays, on CuPy's current stream."""
-    launch_rmsprop(
-        param, grad, square_avg, grad_avg, momentum_buffer, stream=current_stream(), **hyper
-    )
-
-
-def adam_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
-    """Adam/AdamW step in place on CuPy arrays, on CuPy's current stream."""
-    launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, stream=current_stream(), **hyper)
-
-
-# Below this many elements the reference update (a few NumPy calls) beats the ~15 us
-# of argument handling a fused CPU call costs; the optimizer reads it as ``min_size``.
-CPU_MIN_SIZE = 1024
-for _wrapper in (sgd_cpu, adagrad_cpu, rmsprop_cpu, adam_cpu):
-    _wrapper.min_size = CPU_MIN_SIZE
+# CuPy arrays: the launch helper queues the kernel on CuPy's current stream.
+sgd_cuda, adagrad_cuda, rmsprop_cuda = launch_sgd, launch_adagrad, launch_rmsprop
+adam_cuda = launch_adam

@@ -2,12 +2,13 @@
 
 Max-pool records, for every output, the winning tap ``i*kw + j`` of its window (int32,
 the first maximum in row-major tap order, as ``argmax`` over the stacked windows of the
-reference), so the backward pass needs no second look at the input. Padding counts as
--inf for max-pool and as zeros in the average (PyTorch's ``count_include_pad=True``).
+reference), so the backward pass needs no second look at the input. A NaN in a window
+wins it, as in PyTorch. Padding counts as -inf for max-pool and as zeros in the average
+(PyTorch's ``count_include_pad=True``).
 
-The CPU kernels give one image plane to each parallel task and scatter within it; the
-CUDA kernels use one thread per output element and gather, so neither needs atomics.
-The index arithmetic is shared with the convolution kernels.
+The CPU kernels give each of gpunet's threads a run of image planes and scatter within
+them; the CUDA kernels use one thread per output element and gather, so neither needs
+atomics. The index arithmetic is shared with the convolution kernels (``_index``).
 """
 
 from __future__ import annotations
@@ -15,32 +16,33 @@ from __future__ import annotations
 import functools
 import math
 
+import numba
 import numpy as np
-from numba import prange
 
-from .conv import (
-    cpu_kernel,
-    current_stream,
-    geometry,
-    input_coord,
-    launch,
-    output_coord,
-    unravel_nchw,
-)
-
-_NO_DILATION = (1, 1)
-
+from . import _parallel
+from ._cuda import launch, numba_cuda
+from ._index import input_coord, output_coord, output_hw, unravel_nchw
+from ._jit import cpu_kernel
 
 # --------------------------------------------------------------------------- CPU kernels
 
 
+@numba.njit(inline="always")
+def _wins(value, best, best_tap):
+    """Whether ``value`` takes the window from ``best``: it is the first tap
+    (``best_tap < 0``), larger, or the first NaN (a NaN wins, as in PyTorch)."""
+    return best_tap < 0 or value > best or (value != value and best == best)
+
+
+# Each kernel runs the image planes ``first`` to ``last - 1`` of arrays viewed as
+# (N*C, H, W), so gpunet's threads can each take a run of planes.
+
+
 @cpu_kernel
-def _max_forward_cpu(x, y, argmax, kh, kw, sh, sw, ph, pw):
-    n_count, c_count, h_count, w_count = x.shape
-    oh_count, ow_count = y.shape[2], y.shape[3]
-    for task in prange(n_count * c_count):
-        n = task // c_count
-        c = task - n * c_count
+def _max_forward_cpu(x, y, argmax, first, last, kh, kw, sh, sw, ph, pw):
+    h_count, w_count = x.shape[1], x.shape[2]
+    oh_count, ow_count = y.shape[1], y.shape[2]
+    for plane in range(first, last):
         for oh in range(oh_count):
             for ow in range(ow_count):
                 best = -math.inf
@@ -53,91 +55,77 @@ def _max_forward_cpu(x, y, argmax, kh, kw, sh, sw, ph, pw):
                         iw = input_coord(ow, j, sw, pw, 1)
                         if iw < 0 or iw >= w_count:
                             continue
-                        value = x[n, c, ih, iw]
-                        if best_tap < 0 or value > best:
+                        value = x[plane, ih, iw]
+                        if _wins(value, best, best_tap):
                             best = value
                             best_tap = i * kw + j
-                y[n, c, oh, ow] = best
-                argmax[n, c, oh, ow] = best_tap
+                y[plane, oh, ow] = best
+                argmax[plane, oh, ow] = best_tap
 
 
 @cpu_kernel
-def _max_backward_cpu(grad, argmax, dx, kw, sh, sw, ph, pw):
-    n_count, c_count, h_count, w_count = dx.shape
-    oh_count, ow_count = grad.shape[2], grad.shape[3]
-    for task in prange(n_count * c_count):
-        n = task // c_count
-        c = task - n * c_count
-        for ih in range(h_count):
-            for iw in range(w_count):
-                dx[n, c, ih, iw] = 0
+def _max_backward_cpu(grad, argmax, dx, first, last, kw, sh, sw, ph, pw):
+    oh_count, ow_count = grad.shape[1], grad.shape[2]
+    for plane in range(first, last):
+        dx[plane] = 0
         for oh in range(oh_count):
             for ow in range(ow_count):
-                tap = argmax[n, c, oh, ow]
+                tap = argmax[plane, oh, ow]
                 ih = input_coord(oh, tap // kw, sh, ph, 1)
                 iw = input_coord(ow, tap % kw, sw, pw, 1)
-                dx[n, c, ih, iw] += grad[n, c, oh, ow]
+                dx[plane, ih, iw] += grad[plane, oh, ow]
 
 
 @cpu_kernel
-def _max2x2_forward_cpu(x, y, argmax):
+def _max2x2_forward_cpu(x, y, argmax, first, last):
     # The common case (2x2 windows, stride 2, no padding, even H and W): the windows
     # tile the input, so no bounds checks; taps and tie-breaking as _max_forward_cpu.
-    n_count, c_count = x.shape[0], x.shape[1]
-    oh_count, ow_count = y.shape[2], y.shape[3]
-    for task in prange(n_count * c_count):
-        n = task // c_count
-        c = task - n * c_count
+    oh_count, ow_count = y.shape[1], y.shape[2]
+    for plane in range(first, last):
         for oh in range(oh_count):
-            top = x[n, c, 2 * oh]
-            bottom = x[n, c, 2 * oh + 1]
+            top = x[plane, 2 * oh]
+            bottom = x[plane, 2 * oh + 1]
             for ow in range(ow_count):
                 best = top[2 * ow]
                 tap = 0
-                if top[2 * ow + 1] > best:
+                if _wins(top[2 * ow + 1], best, 0):
                     best = top[2 * ow + 1]
                     tap = 1
-                if bottom[2 * ow] > best:
+                if _wins(bottom[2 * ow], best, 0):
                     best = bottom[2 * ow]
                     tap = 2
-                if bottom[2 * ow + 1] > best:
+                if _wins(bottom[2 * ow + 1], best, 0):
                     best = bottom[2 * ow + 1]
                     tap = 3
-                y[n, c, oh, ow] = best
-                argmax[n, c, oh, ow] = tap
+                y[plane, oh, ow] = best
+                argmax[plane, oh, ow] = tap
 
 
 @cpu_kernel
-def _max2x2_backward_cpu(grad, argmax, dx):
+def _max2x2_backward_cpu(grad, argmax, dx, first, last):
     # Zero the two input rows under an output row while they are in L1, then one store
-    # per output at its winning tap: 2.3-2.6x faster than writing all four values of each
-    # window through selects (W2's first pool at batch 64: 0.90 ms against 2.2 ms).
-    n_count, c_count = dx.shape[0], dx.shape[1]
-    oh_count, ow_count = grad.shape[2], grad.shape[3]
-    w_count = dx.shape[3]
-    for task in prange(n_count * c_count):
-        n = task // c_count
-        c = task - n * c_count
+    # per output at its winning tap, rather than four stores per window through selects.
+    oh_count, ow_count = grad.shape[1], grad.shape[2]
+    w_count = dx.shape[2]
+    for plane in range(first, last):
         for oh in range(oh_count):
             for iw in range(w_count):
-                dx[n, c, 2 * oh, iw] = 0
-                dx[n, c, 2 * oh + 1, iw] = 0
+                dx[plane, 2 * oh, iw] = 0
+                dx[plane, 2 * oh + 1, iw] = 0
             for ow in range(ow_count):
-                tap = argmax[n, c, oh, ow]
-                dx[n, c, 2 * oh + (tap >> 1), 2 * ow + (tap & 1)] = grad[n, c, oh, ow]
+                tap = argmax[plane, oh, ow]
+                dx[plane, 2 * oh + (tap >> 1), 2 * ow + (tap & 1)] = grad[plane, oh, ow]
 
 
 @cpu_kernel
-def _avg_forward_cpu(x, y, kh, kw, sh, sw, ph, pw):
-    n_count, c_count, h_count, w_count = x.shape
-    oh_count, ow_count = y.shape[2], y.shape[3]
+def _avg_forward_cpu(x, y, first, last, kh, kw, sh, sw, ph, pw):
+    h_count, w_count = x.shape[1], x.shape[2]
+    oh_count, ow_count = y.shape[1], y.shape[2]
     scale = 1.0 / (kh * kw)
-    for task in prange(n_count * c_count):
-        n = task // c_count
-        c = task - n * c_count
+    for plane in range(first, last):
         for oh in range(oh_count):
             for ow in range(ow_count):
-                total = 0.0
+                total = x[plane, 0, 0] * 0  # zero in the input's dtype
                 for i in range(kh):
                     ih = input_coord(oh, i, sh, ph, 1)
                     if ih < 0 or ih >= h_count:
@@ -145,24 +133,20 @@ def _avg_forward_cpu(x, y, kh, kw, sh, sw, ph, pw):
                     for j in range(kw):
                         iw = input_coord(ow, j, sw, pw, 1)
                         if 0 <= iw < w_count:
-                            total += x[n, c, ih, iw]
-                y[n, c, oh, ow] = total * scale
+                            total += x[plane, ih, iw]
+                y[plane, oh, ow] = total * scale
 
 
 @cpu_kernel
-def _avg_backward_cpu(grad, dx, kh, kw, sh, sw, ph, pw):
-    n_count, c_count, h_count, w_count = dx.shape
-    oh_count, ow_count = grad.shape[2], grad.shape[3]
+def _avg_backward_cpu(grad, dx, first, last, kh, kw, sh, sw, ph, pw):
+    h_count, w_count = dx.shape[1], dx.shape[2]
+    oh_count, ow_count = grad.shape[1], grad.shape[2]
     scale = 1.0 / (kh * kw)
-    for task in prange(n_count * c_count):
-        n = task // c_count
-        c = task - n * c_count
-        for ih in range(h_count):
-            for iw in range(w_count):
-                dx[n, c, ih, iw] = 0
+    for plane in range(first, last):
+        dx[plane] = 0
         for oh in range(oh_count):
             for ow in range(ow_count):
-                share = grad[n, c, oh, ow] * scale
+                share = grad[plane, oh, ow] * scale
                 for i in range(kh):
                     ih = input_coord(oh, i, sh, ph, 1)
                     if ih < 0 or ih >= h_count:
@@ -170,38 +154,57 @@ def _avg_backward_cpu(grad, dx, kh, kw, sh, sw, ph, pw):
                     for j in range(kw):
                         iw = input_coord(ow, j, sw, pw, 1)
                         if 0 <= iw < w_count:
-                            dx[n, c, ih, iw] += share
+                            dx[plane, ih, iw] += share
 
 
 # --------------------------------------------------------------------------- CPU API
 
 
 def _output_shape(x_shape, kernel_size, stride, padding):
-    oh, ow = geometry(x_shape, kernel_size, stride, padding, _NO_DILATION)
+    oh, ow = output_hw(x_shape[2:], kernel_size, stride, padding)
     return (x_shape[0], x_shape[1], oh, ow)
 
 
+def _planes(array):
+    """A C-contiguous (N*C, H, W) view (or copy) of an (N, C, H, W) array."""
+    n, c, h, w = array.shape
+    return np.ascontiguousarray(array).reshape(n * c, h, w)
+
+
+def _over_planes(kernel, arrays, planes, work, *geometry):
+    """``kernel(*arrays, first, last, *geometry)`` over runs of planes split by the rule."""
+    _parallel.run_rows(planes, work, lambda first, last: kernel(*arrays, first, last, *geometry))
+
+
 def max_pool2d_forward_cpu(x, kernel_size, stride, padding):
-    """Max over each window: ``(y, argmax)``, argmax the int32 tap ``i*kw + j``."""
+    """Max over each window: ``(y, argmax)``, argmax the int32 tap ``i*kw + j``.
+
+    A NaN in a window wins it (the first NaN), as in PyTorch and the reference.
+    """
     shape = _output_shape(x.shape, kernel_size, stride, padding)
     y = np.empty(shape, dtype=x.dtype)
     argmax = np.empty(shape, dtype=np.int32)
-    x = np.ascontiguousarray(x)
+    planes = shape[0] * shape[1]
+    arrays = (_planes(x), _planes(y), _planes(argmax))
     if _tiles_by_2x2(x.shape, kernel_size, stride, padding):
-        _max2x2_forward_cpu(x.size, x, y, argmax)
+        _over_planes(_max2x2_forward_cpu, arrays, planes, x.size)
     else:
-        _max_forward_cpu(x.size, x, y, argmax, *kernel_size, *stride, *padding)
+        work = y.size * kernel_size[0] * kernel_size[1]
+        geometry = (*kernel_size, *stride, *padding)
+        _over_planes(_max_forward_cpu, arrays, planes, work, *geometry)
     return y, argmax
 
 
 def max_pool2d_backward_cpu(grad, argmax, x_shape, kernel_size, stride, padding):
     """The input gradient of max-pool: each output's gradient goes to its argmax."""
     dx = np.empty(tuple(x_shape), dtype=grad.dtype)
-    grad = np.ascontiguousarray(grad)
+    arrays = (_planes(grad), _planes(argmax), _planes(dx))
+    planes = x_shape[0] * x_shape[1]
     if _tiles_by_2x2(x_shape, kernel_size, stride, padding):
-        _max2x2_backward_cpu(dx.size, grad, argmax, dx)
+        _over_planes(_max2x2_backward_cpu, arrays, planes, dx.size)
     else:
-        _max_backward_cpu(dx.size, grad, argmax, dx, kernel_size[1], *stride, *padding)
+        geometry = (kernel_size[1], *stride, *padding)
+        _over_planes(_max_backward_cpu, arrays, planes, dx.size, *geometry)
     return dx
 
 
@@ -218,22 +221,29 @@ def _tiles_by_2x2(x_shape, kernel_size, stride, padding):
 
 def avg_pool2d_forward_cpu(x, kernel_size, stride, padding):
     """Mean over each window, padded zeros included."""
-    y = np.empty(_output_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
-    _avg_forward_cpu(x.size, np.ascontiguousarray(x), y, *kernel_size, *stride, *padding)
+    shape = _output_shape(x.shape, kernel_size, stride, padding)
+    y = np.empty(shape, dtype=x.dtype)
+    planes = shape[0] * shape[1]
+    work = y.size * kernel_size[0] * kernel_size[1]
+    geometry = (*kernel_size, *stride, *padding)
+    _over_planes(_avg_forward_cpu, (_planes(x), _planes(y)), planes, work, *geometry)
     return y
 
 
 def avg_pool2d_backward_cpu(grad, x_shape, kernel_size, stride, padding):
     """The input gradient of average-pool."""
     dx = np.empty(tuple(x_shape), dtype=grad.dtype)
-    _avg_backward_cpu(dx.size, np.ascontiguousarray(grad), dx, *kernel_size, *stride, *padding)
+    planes = x_shape[0] * x_shape[1]
+    work = grad.size * kernel_size[0] * kernel_size[1]
+    geometry = (*kernel_size, *stride, *padding)
+    _over_planes(_avg_backward_cpu, (_planes(grad), _planes(dx)), planes, work, *geometry)
     return dx
 
 
 # --------------------------------------------------------------------------- CUDA
 
 
-cuda = None  # numba.cuda, imported by cuda_kernels()
+cuda = None  # numba.cuda, set by cuda_kernels()
 
 
 @functools.cache
@@ -242,7 +252,7 @@ def cuda_kernels():
     # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
     # references for its own when it runs a kernel.
     global cuda
-    from numba import cuda
+    cuda = numba_cuda()
 
     @cuda.jit
     def max_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
@@ -262,7 +272,7 @@ def cuda_kernels():
                 if iw < 0 or iw >= x.shape[3]:
                     continue
                 value = x[n, c, ih, iw]
-                if best_tap < 0 or value > best:
+                if _wins(value, best, best_tap):
                     best = value
                     best_tap = i * kw + j
         y[n, c, oh, ow] = best
@@ -330,9 +340,9 @@ def cuda_kernels():
     }
 
 
-def launch_pool(name, size, *args, stream=0):
-    """Run pooling kernel ``name`` over ``size`` threads (NumPy arrays under cudasim)."""
-    launch(name, size, *args, stream=stream, kernels=cuda_kernels())
+def launch_pool(name, size, *args):
+    """Run pooling kernel ``name`` over ``size`` threads (NumPy arrays under the simulator)."""
+    launch(cuda_kernels()[name], size, *args)
 
 
 def max_pool2d_forward_cuda(x, kernel_size, stride, padding):
@@ -342,17 +352,8 @@ def max_pool2d_forward_cuda(x, kernel_size, stride, padding):
     shape = _output_shape(x.shape, kernel_size, stride, padding)
     y = cupy.empty(shape, dtype=x.dtype)
     argmax = cupy.empty(shape, dtype=cupy.int32)
-    launch_pool(
-        "max_forward",
-        y.size,
-        cupy.ascontiguousarray(x),
-        y,
-        argmax,
-        *kernel_size,
-        *stride,
-        *padding,
-        stream=current_stream(),
-    )
+    x = cupy.ascontiguousarray(x)
+    launch_pool("max_forward", y.size, x, y, argmax, *kernel_size, *stride, *padding)
     return y, argmax
 
 
@@ -361,17 +362,8 @@ def max_pool2d_backward_cuda(grad, argmax, x_shape, kernel_size, stride, padding
     import cupy
 
     dx = cupy.empty(tuple(x_shape), dtype=grad.dtype)
-    launch_pool(
-        "max_backward",
-        dx.size,
-        cupy.ascontiguousarray(grad),
-        argmax,
-        dx,
-        *kernel_size,
-        *stride,
-        *padding,
-        stream=current_stream(),
-    )
+    grad = cupy.ascontiguousarray(grad)
+    launch_pool("max_backward", dx.size, grad, argmax, dx, *kernel_size, *stride, *padding)
     return dx
 
 
@@ -380,16 +372,8 @@ def avg_pool2d_forward_cuda(x, kernel_size, stride, padding):
     import cupy
 
     y = cupy.empty(_output_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
-    launch_pool(
-        "avg_forward",
-        y.size,
-        cupy.ascontiguousarray(x),
-        y,
-        *kernel_size,
-        *stride,
-        *padding,
-        stream=current_stream(),
-    )
+    x = cupy.ascontiguousarray(x)
+    launch_pool("avg_forward", y.size, x, y, *kernel_size, *stride, *padding)
     return y
 
 
@@ -398,14 +382,6 @@ def avg_pool2d_backward_cuda(grad, x_shape, kernel_size, stride, padding):
     import cupy
 
     dx = cupy.empty(tuple(x_shape), dtype=grad.dtype)
-    launch_pool(
-        "avg_backward",
-        dx.size,
-        cupy.ascontiguousarray(grad),
-        dx,
-        *kernel_size,
-        *stride,
-        *padding,
-        stream=current_stream(),
-    )
+    grad = cupy.ascontiguousarray(grad)
+    launch_pool("avg_backward", dx.size, grad, dx, *kernel_size, *stride, *padding)
     return dx

@@ -37,52 +37,19 @@ the simulator can test it on NumPy arrays.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 
 import numba
 import numpy as np
-from numba import cuda, njit, prange
+from numba import cuda, njit
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from . import _shares, _threads
+from . import _parallel
 from ._cuda import current_stream, device_arrays
+from ._jit import cpu_kernel
 
 _THREADS = 256
-# The forward steps of LSTM and GRU, whose cells compute 5 and 3 exponentials per
-# element, run on all of Numba's threads from this many (batch x hidden) elements per
-# step where idle threads sleep (``_threads.split_pays()``); other steps only from
-# ``_PARALLEL_MIN``. Over the 50 steps of a sequence of 128 units on 2 cores (GEMMs
-# included), one thread -> all: LSTM forward 14.6-15.8 -> 12.1-14.0 ms at batch 64 and
-# 9.2-10.2 -> 8.5-9.1 ms at batch 32, GRU forward 10.4-11.5 -> 9.3-9.5 and 6.8-7.8 ->
-# 6.1-7.0 ms. The lighter steps gained less or lost: RNN forward 4.3 -> 4.5-5.1 ms and
-# backward 5.3 -> 6.1-6.8 ms, GRU backward mixed, LSTM backward (with the weight gradient)
-# 18.5-21.5 -> 18.2-21.1 ms at batch 64 and 12.1-12.5 -> 12.1-13.3 ms at batch 32. In W3's
-# whole training step (batch 64) the LSTM backward on all threads took a median 33.7 and
-# 34.8 ms against 34.3 and 35.3 (two runs of 5 interleaved rounds), so it splits from
-# batch x hidden = 8192.
-_SPLIT_MIN = {"lstm_cell_forward": 4096, "gru_cell_forward": 4096, "lstm_cell_backward": 8192}
-# The steps of a sequence run in shares of batch rows, one per core, from this many
-# (batch x hidden) elements a step (``row_shares``): each share runs every step for its
-# rows, its GEMMs and cells on one thread, so nothing waits for another core between
-# steps. Measured on 2 cores, 50 steps, against the whole batch with the BLAS's two
-# threads and the cells split as above: LSTM forward 0.82-0.97 of the time at batch x
-# hidden 32x128, 64x64, 64x128 and 128x128, backward 0.92-1.06 at 64x128 and 128x128;
-# GRU forward 0.79-0.98, backward 0.90-1.00 from 64x128; W3's whole training step
-# 0.93-0.97. Smaller steps lost (LSTM backward at 32x64 1.20, GRU at 32x64 1.22/1.37),
-# as did every RNN step (1.13-2.1): two threads' Python work per step does not overlap.
-_SHARE_MIN = {
-    "lstm_cell_forward": 4096,
-    "gru_cell_forward": 4096,
-    "lstm_cell_backward": 8192,
-    "gru_cell_backward": 8192,
-}
-_SHARE_ROWS = 8
-# Where an idle thread may spin, waking the pool for every step (while BLAS threads
-# still spin after the step's GEMM) cost far more than it saved at batch 64 x 128 units.
-_PARALLEL_MIN = 65536
 
 # error_model="numpy": no division-by-zero checks. fastmath "contract" only: multiplies
 # and adds may fuse into FMAs (the LSTM cell 30% faster), while reassociation, which
@@ -294,18 +261,6 @@ def _rnn_backward_row(grad_h, dh_rec, h, d_pre, relu, n):
         d_pre[n, j] = rnn_backward_point(grad_h[n, j] + dh_rec[n, j], h[n, j], relu)
 
 
-@njit(parallel=True, cache=True, **_CPU_OPTIONS)
-def _rnn_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_out, relu):
-    for n in prange(h_out.shape[0]):
-        _rnn_forward_row(xw, hw, b_ih, b_hh, h_out, relu, n)
-
-
-@njit(parallel=True, cache=True, **_CPU_OPTIONS)
-def _rnn_backward_cpu_kernel(grad_h, dh_rec, h, d_pre, relu):
-    for n in prange(h.shape[0]):
-        _rnn_backward_row(grad_h, dh_rec, h, d_pre, relu, n)
-
-
 # Serial builds of the RNN cells, for the calls that run on one thread: they skip the
 # parallel launch (batch 64 x 128 units: forward 22.0 against 23.3 us, backward 3.1
 # against 5.1 us with Numba's omp layer; 22 against 62 and 3.2 against 49 us with its
@@ -314,104 +269,16 @@ def _rnn_backward_cpu_kernel(grad_h, dh_rec, h, d_pre, relu):
 # keys a function by its bytecode, not its options. Built the same way, the LSTM and
 # GRU cells stay scalar (their many arrays need more run-time overlap checks than LLVM
 # makes), 4.5x slower; their serial builds are staged (below).
-@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+@cpu_kernel(fastmath={"contract"})
 def _rnn_forward_cpu_serial(xw, hw, b_ih, b_hh, h_out, relu):
     for n in range(h_out.shape[0]):
         _rnn_forward_row(xw, hw, b_ih, b_hh, h_out, relu, n)
 
 
-@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+@cpu_kernel(fastmath={"contract"})
 def _rnn_backward_cpu_serial(grad_h, dh_rec, h, d_pre, relu):
     for n in range(h.shape[0]):
         _rnn_backward_row(grad_h, dh_rec, h, d_pre, relu, n)
-
-
-@njit(parallel=True, cache=True, **_CPU_OPTIONS)
-def _lstm_forward_cpu_kernel(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
-    n_batch, hidden = c_prev.shape
-    for n in prange(n_batch):
-        for j in range(hidden):
-            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
-            i, f, g, o, c, h = lstm_forward_point(
-                xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j],
-                xw[n, j1] + b_ih[j1] + hw[n, j1] + b_hh[j1],
-                xw[n, j2] + b_ih[j2] + hw[n, j2] + b_hh[j2],
-                xw[n, j3] + b_ih[j3] + hw[n, j3] + b_hh[j3],
-                c_prev[n, j],
-            )
-            gates[n, j] = i
-            gates[n, j1] = f
-            gates[n, j2] = g
-            gates[n, j3] = o
-            c_out[n, j] = c
-            h_out[n, j] = h
-
-
-@njit(parallel=True, cache=True, **_CPU_OPTIONS)
-def _lstm_backward_cpu_kernel(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
-    n_batch, hidden = c.shape
-    for n in prange(n_batch):
-        for j in range(hidden):
-            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
-            d_i, d_f, d_g, d_o, dc_prev = lstm_backward_point(
-                grad_h[n, j] + dh_rec[n, j],
-                dc[n, j],
-                c_prev[n, j],
-                c[n, j],
-                gates[n, j],
-                gates[n, j1],
-                gates[n, j2],
-                gates[n, j3],
-            )
-            d_pre[n, j] = d_i
-            d_pre[n, j1] = d_f
-            d_pre[n, j2] = d_g
-            d_pre[n, j3] = d_o
-            dc[n, j] = dc_prev
-
-
-@njit(parallel=True, cache=True, **_CPU_OPTIONS)
-def _gru_forward_cpu_kernel(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
-    n_batch, hidden = h_prev.shape
-    for n in prange(n_batch):
-        for j in range(hidden):
-            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
-            h_n = hw[n, j2] + b_hh[j2]
-            r, z, new_n, h = gru_forward_point(
-                xw[n, j] + b_ih[j] + hw[n, j] + b_hh[j],
-                xw[n, j1] + b_ih[j1] + hw[n, j1] + b_hh[j1],
-                xw[n, j2] + b_ih[j2],
-                h_n,
-                h_prev[n, j],
-            )
-            saved[n, j] = r
-            saved[n, j1] = z
-            saved[n, j2] = new_n
-            saved[n, j3] = h_n
-            h_out[n, j] = h
-
-
-@njit(parallel=True, cache=True, **_CPU_OPTIONS)
-def _gru_backward_cpu_kernel(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
-    n_batch, hidden = h_prev.shape
-    for n in prange(n_batch):
-        for j in range(hidden):
-            j1, j2, j3 = j + hidden, j + 2 * hidden, j + 3 * hidden
-            d_r, d_z, d_xn, d_hn, d_direct = gru_backward_point(
-                grad_h[n, j] + dh_rec[n, j] + carry[n, j],
-                h_prev[n, j],
-                saved[n, j],
-                saved[n, j1],
-                saved[n, j2],
-                saved[n, j3],
-            )
-            d_xw[n, j] = d_r
-            d_xw[n, j1] = d_z
-            d_xw[n, j2] = d_xn
-            d_hw[n, j] = d_r
-            d_hw[n, j1] = d_z
-            d_hw[n, j2] = d_hn
-            carry[n, j] = d_direct
 
 
 # Staged serial builds of the LSTM and GRU cells, for calls on one thread where Numba's
@@ -422,7 +289,7 @@ def _gru_backward_cpu_kernel(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
 # the staging, the LSTM forward took 226 against 50 us); the copies are plain loops
 # (slice assignments cost ~150 ns each, 2.5x the whole kernel's time). The math per
 # element is the parallel builds', the results the same bits.
-@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+@cpu_kernel(fastmath={"contract"})
 def _lstm_forward_cpu_staged(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
     n_batch, hidden = c_prev.shape
     pre = np.empty(4 * hidden, dtype=gates.dtype)
@@ -446,7 +313,7 @@ def _lstm_forward_cpu_staged(xw, hw, b_ih, b_hh, c_prev, h_out, c_out, gates):
             c_out[n, j], h_out[n, j] = c_new[j], h_new[j]
 
 
-@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+@cpu_kernel(fastmath={"contract"})
 def _lstm_backward_cpu_staged(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
     n_batch, hidden = c.shape
     kept = np.empty(4 * hidden, dtype=d_pre.dtype)
@@ -475,7 +342,7 @@ def _lstm_backward_cpu_staged(grad_h, dh_rec, dc, c_prev, c, gates, d_pre):
             dc[n, j] = dc_new[j]
 
 
-@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+@cpu_kernel(fastmath={"contract"})
 def _gru_forward_cpu_staged(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
     n_batch, hidden = h_prev.shape
     pre = np.empty(3 * hidden, dtype=saved.dtype)  # r and z pre-activations, then x_n
@@ -502,7 +369,7 @@ def _gru_forward_cpu_staged(xw, hw, b_ih, b_hh, h_prev, h_out, saved):
             h_out[n, j] = h_new[j]
 
 
-@njit(cache=True, nogil=True, **_CPU_OPTIONS)
+@cpu_kernel(fastmath={"contract"})
 def _gru_backward_cpu_staged(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
     n_batch, hidden = h_prev.shape
     kept = np.empty(4 * hidden, dtype=d_xw.dtype)
@@ -653,35 +520,15 @@ def _gru_backward_cuda_kernel(grad_h, dh_rec, carry, h_prev, saved, d_xw, d_hw):
 # op -> (CPU kernel, CUDA kernel, number of inputs, position of an (N, H) argument,
 #        whether it takes the RNN nonlinearity flag)
 _KERNELS = {
-    "rnn_cell_forward": (_rnn_forward_cpu_kernel, _rnn_forward_cuda_kernel, 4, 4, True),
-    "rnn_cell_backward": (_rnn_backward_cpu_kernel, _rnn_backward_cuda_kernel, 3, 0, True),
-    "lstm_cell_forward": (_lstm_forward_cpu_kernel, _lstm_forward_cuda_kernel, 5, 4, False),
-    "lstm_cell_backward": (_lstm_backward_cpu_kernel, _lstm_backward_cuda_kernel, 6, 0, False),
-    "gru_cell_forward": (_gru_forward_cpu_kernel, _gru_forward_cuda_kernel, 5, 4, False),
-    "gru_cell_backward": (_gru_backward_cpu_kernel, _gru_backward_cuda_kernel, 5, 0, False),
+    "rnn_cell_forward": (_rnn_forward_cpu_serial, _rnn_forward_cuda_kernel, 4, 4, True),
+    "rnn_cell_backward": (_rnn_backward_cpu_serial, _rnn_backward_cuda_kernel, 3, 0, True),
+    "lstm_cell_forward": (_lstm_forward_cpu_staged, _lstm_forward_cuda_kernel, 5, 4, False),
+    "lstm_cell_backward": (_lstm_backward_cpu_staged, _lstm_backward_cuda_kernel, 6, 0, False),
+    "gru_cell_forward": (_gru_forward_cpu_staged, _gru_forward_cuda_kernel, 5, 4, False),
+    "gru_cell_backward": (_gru_backward_cpu_staged, _gru_backward_cuda_kernel, 5, 0, False),
 }
-
-
-# op -> its serial CPU build, used wherever a call of ``op`` runs on one thread
-_SERIAL = {
-    "rnn_cell_forward": _rnn_forward_cpu_serial,
-    "rnn_cell_backward": _rnn_backward_cpu_serial,
-}
-# op -> its staged serial build, used on one thread where Numba's layer is workqueue
-_STAGED = {
-    "lstm_cell_forward": _lstm_forward_cpu_staged,
-    "lstm_cell_backward": _lstm_backward_cpu_staged,
-    "gru_cell_forward": _gru_forward_cpu_staged,
-    "gru_cell_backward": _gru_backward_cpu_staged,
-}
-
-
-def _one_thread_build(op):
-    """The build of ``op`` for a call on one thread (see ``_SERIAL`` and ``_STAGED``)."""
-    serial = _SERIAL.get(op)
-    if serial is None and not _threads.numba_threadsafe():
-        serial = _STAGED.get(op)
-    return _KERNELS[op][0] if serial is None else serial
+# batch rows per part, at least, when a sequence's rows are split over gpunet's threads
+_ROWS_PER_PART = 8
 
 
 def _arguments(op, arrays, relu, contiguous):
@@ -691,105 +538,25 @@ def _arguments(op, arrays, relu, contiguous):
     return (*args, bool(relu)) if takes_flag else args
 
 
-# Set on this thread while ``sequence_threads_cpu`` holds the thread count for a whole
-# sequence, so the per-step calls need not set it (3.5 us per set, twice a step).
-_sequence = threading.local()
-
-
-@contextlib.contextmanager
-def sequence_threads_cpu(op, step_elements):
-    """Fix Numba's thread count once for the steps of a sequence of ``op`` (one of ``OPS``).
-
-    Its steps run on all of Numba's threads from ``_SPLIT_MIN[op]`` (batch x hidden)
-    elements where idle threads sleep, else from ``_PARALLEL_MIN``; smaller ones on the
-    calling thread. The count is restored on exit. Setting and restoring it around every
-    step cost 14 us per kernel call, 1.4 ms of a 50-step LSTM training step.
-    """
-    if getattr(_sequence, "active", False):
-        yield
-        return
-    threads = numba.get_num_threads()
-    split = step_elements >= _PARALLEL_MIN or (
-        step_elements >= _SPLIT_MIN.get(op, _PARALLEL_MIN) and _threads.split_pays()
-    )
-    if not split:
-        numba.set_num_threads(1)
-    _sequence.active, _sequence.serial = True, not split
-    try:
-        yield
-    finally:
-        _sequence.active = False
-        numba.set_num_threads(threads)
-
-
-def row_shares(op, n_batch, hidden):
-    """How many shares of batch rows the steps of a sequence of ``op`` run in (1: one).
-
-    Shares from ``_SHARE_MIN[op]`` (batch x hidden) elements a step and ``_SHARE_ROWS``
-    rows a share, while idle BLAS threads sleep (``_shares.count``), and where the
-    shares' one-thread build may run on several threads at once: a serial build, or a
-    parallel one under a threading layer that allows it (``omp``, ``tbb``; ``workqueue``
-    aborts the process); never inside a sequence already running.
-    """
-    if getattr(_sequence, "active", False) or n_batch * hidden < _SHARE_MIN.get(
-        op, n_batch * hidden + 1
-    ):
-        return 1
-    shares = _shares.count(n_batch // _SHARE_ROWS)
-    concurrent = _one_thread_build(op) is not _KERNELS[op][0] or _threads.numba_threadsafe()
-    return shares if shares > 1 and concurrent else 1
-
-
 def sequence_rows_cpu(op, n_batch, hidden, task):
     """``task(rows)`` for the batch rows of a sequence of ``op`` (one of ``OPS``).
 
-    ``task`` runs every step of the sequence for the rows of the slice it is given. With
-    ``row_shares`` shares, each share runs its rows on its own thread, Numba's kernels and
-    the BLAS on one thread each; with one, ``task(slice(0, n_batch))`` runs under
-    ``sequence_threads_cpu``.
+    ``task`` runs every step of the sequence for the rows of the slice it is given; the
+    rows are split over gpunet's threads by the rule of ``_parallel``, each part running
+    its GEMMs and cells on one thread.
     """
-    shares = row_shares(op, n_batch, hidden)
-    if shares == 1:
-        with sequence_threads_cpu(op, n_batch * hidden):
-            task(slice(0, n_batch))
-        return
-    bounds = [n_batch * share // shares for share in range(shares + 1)]
-
-    def run(share):
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        _sequence.active, _sequence.serial = True, True
-        try:
-            task(slice(bounds[share], bounds[share + 1]))
-        finally:
-            _sequence.active = False
-            numba.set_num_threads(threads)
-
-    _shares.run(shares, run)
+    parts = _parallel.count(n_batch // _ROWS_PER_PART, n_batch * hidden * 64)
+    edges = _parallel.bounds(n_batch, parts)
+    _parallel.run(parts, lambda part: task(slice(edges[part], edges[part + 1])))
 
 
 def _run_cpu(op, arrays, relu=False):
-    kernel, _, n_inputs, state_position, takes_flag = _KERNELS[op]
+    kernel, _, n_inputs, _, takes_flag = _KERNELS[op]
     args = [np.ascontiguousarray(a) for a in arrays[:n_inputs]]
     args.extend(arrays[n_inputs:])
     if takes_flag:
         args.append(bool(relu))
-    if getattr(_sequence, "active", False):  # the sequence set the thread count
-        (_one_thread_build(op) if _sequence.serial else kernel)(*args)
-        return
-    if arrays[state_position].size >= _PARALLEL_MIN:
-        kernel(*args)
-        return
-    build = _one_thread_build(op)
-    if build is not kernel:
-        build(*args)
-        return
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
+    kernel(*args)
 
 
 def launch(op, *arrays, relu=False, stream=None):

@@ -49,10 +49,11 @@ def _kernels():
     from numba.cuda.dispatcher import CUDADispatcher
 
     found = {}
-    for module in (optim, recurrent):
+    for module in (recurrent,):
         for name, value in vars(module).items():
             if isinstance(value, CUDADispatcher):
                 found[name] = value
+    found.update(optim.cuda_kernels())
     found.update(conv.cuda_kernels())
     found.update(pool.cuda_kernels())
     return found
@@ -71,10 +72,10 @@ def _signatures(dtype):
         "_lstm_backward_cuda_kernel": (m, m, m, m, m, m, m),
         "_gru_forward_cuda_kernel": (m, m, v, v, m, m, m),
         "_gru_backward_cuda_kernel": (m, m, m, m, m, m, m),
-        "_sgd_cuda_kernel": (v, v, v, v),
-        "_adagrad_cuda_kernel": (v, v, v, v),
-        "_rmsprop_cuda_kernel": (v, v, v, v, v, v),
-        "_adam_cuda_kernel": (v, v, v, v, v, v),
+        "sgd": (v, v, v, v),
+        "adagrad": (v, v, v, v),
+        "rmsprop": (v, v, v, v, v, v),
+        "adam": (v, v, v, v, v, v),
         "max_forward": (t4, t4, taps) + (i64,) * 6,
         "max_backward": (t4, taps, t4) + (i64,) * 6,
         "avg_forward": (t4, t4) + (i64,) * 6,

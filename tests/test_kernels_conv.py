@@ -138,13 +138,13 @@ def test_pool_kernels_match_reference(dtype, geometry, rng, monkeypatch):
 
 
 def test_threaded_kernels_match_reference(rng, monkeypatch):
-    """The threaded pooling builds, which run only above a work size, forced on a small input."""
-    from gpunet.kernels import conv as conv_kernels
+    """The pooling kernels split over two threads, forced on a small input."""
+    from gpunet.kernels import _parallel
 
     _kernel("max_pool2d_forward")
-    monkeypatch.setattr(conv_kernels, "PARALLEL_MIN_WORK", 1024)
+    monkeypatch.setattr(_parallel, "MIN_WORK", 1)
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
     x = _array(rng, (2, 3, 12, 16), "float32")
-    assert x.size >= 1024
     y, cache = pool_ops.max_pool2d(x, (3, 2), (2, 2), (1, 0))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GPUNET_KERNELS", "0")
@@ -167,16 +167,20 @@ CUDASIM_CASES = [
 @pytest.mark.parametrize("case", CUDASIM_CASES, ids=["pad", "stride-dilation"])
 def test_cuda_conv_kernels_under_simulator(case, dtype, rng):
     from gpunet.kernels import conv as kernels
+    from gpunet.kernels._cuda import launch
 
-    shape, *geometry = case
+    shape, kernel, stride, padding, dilation = case
+    geometry = (*kernel, *stride, *padding, *dilation)
+    geometry += conv_ops.output_hw(shape[2:], kernel, stride, padding, dilation)
     x = rng.standard_normal(shape).astype(dtype)
-    expected = conv_ops.im2col(x, *geometry)
+    expected = conv_ops.im2col(x, *case[1:])
     col = np.empty(expected.shape, dtype=dtype)
-    kernels.launch_im2col(x, col, *geometry)
+    launch(kernels.cuda_kernels()["im2col"], col.size, x, col, *geometry)
     np.testing.assert_array_equal(col, expected)
     grad = rng.standard_normal(col.shape).astype(dtype)
     dx = np.empty(shape, dtype=dtype)
-    kernels.launch_col2im(grad, dx, *geometry)
+    launch(kernels.cuda_kernels()["col2im"], dx.size, grad, dx, *geometry)
+    geometry = case[1:]
     _assert_close(dx, conv_ops.col2im(grad, shape, *geometry), dtype)
 
 
@@ -191,14 +195,12 @@ def test_cuda_conv2d_under_simulator(input_grad, x_dtype, rng):
     x = rng.standard_normal((2, 2, 4, 5)).astype(x_dtype)
     weight = rng.standard_normal((3, 2, 2, 2))
     bias = rng.standard_normal(3)
-    y, col = kernels.gemm_conv2d_forward(np, 0, x, weight, bias, *geometry, {})
+    y, col = kernels.gemm_conv2d_forward(np, x, weight, bias, *geometry)
     y_ref, col_ref = conv_ops._reference_forward(x, weight, bias, *geometry)
     assert y.dtype == y_ref.dtype == np.float64
     np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
     grad = rng.standard_normal(y.shape)
-    fast = kernels.gemm_conv2d_backward(
-        np, 0, grad, col, weight, x.shape, *geometry, input_grad, {}
-    )
+    fast = kernels.gemm_conv2d_backward(np, grad, col, weight, x.shape, *geometry, input_grad)
     cache = conv_ops.ConvCache(col_ref, x.shape, *geometry, fast=False)
     reference = conv_ops.conv2d_backward(grad, cache, weight, input_grad)
     for actual, expected in zip(fast, reference, strict=True):
@@ -211,13 +213,14 @@ def test_cuda_conv2d_under_simulator(input_grad, x_dtype, rng):
 @pytest.mark.cudasim
 def test_cuda_layout_kernels_under_simulator(rng):
     from gpunet.kernels import conv as kernels
+    from gpunet.kernels._cuda import launch
 
     y2d, bias = rng.standard_normal((3, 2 * 4)), rng.standard_normal(3)
     out = np.empty((2, 3, 4))
-    kernels.launch("conv_output", out.size, y2d, bias, out)
+    launch(kernels.cuda_kernels()["conv_output"], out.size, y2d, bias, out)
     np.testing.assert_allclose(out, y2d.reshape(3, 2, 4).transpose(1, 0, 2) + bias[:, None])
     moved = np.empty((3, 8))
-    kernels.launch("conv_grad_output", moved.size, out, moved)
+    launch(kernels.cuda_kernels()["conv_grad_output"], moved.size, out, moved)
     np.testing.assert_array_equal(moved, out.transpose(1, 0, 2).reshape(3, 8))
 
 
@@ -256,14 +259,16 @@ def test_max_pool_2x2_fast_path_equals_the_general_kernel(dtype):
     x[0, 0, :2, :2] = 1.0  # a tie: the first tap wins on both paths
     y, argmax = pool.max_pool2d_forward_cpu(x, (2, 2), (2, 2), (0, 0))
     y_general, argmax_general = np.empty_like(y), np.empty_like(argmax)
-    pool._max_forward_cpu(x.size, x, y_general, argmax_general, 2, 2, 2, 2, 0, 0)
+    planes = (x.reshape(15, 6, 8), y_general.reshape(15, 3, 4), argmax_general.reshape(15, 3, 4))
+    pool._max_forward_cpu(*planes, 0, 15, 2, 2, 2, 2, 0, 0)
     np.testing.assert_array_equal(y, y_general)
     np.testing.assert_array_equal(argmax, argmax_general)
     assert argmax[0, 0, 0, 0] == 0
     grad = rng.standard_normal(y.shape).astype(dtype)
     dx = pool.max_pool2d_backward_cpu(grad, argmax, x.shape, (2, 2), (2, 2), (0, 0))
     dx_general = np.empty_like(x)
-    pool._max_backward_cpu(x.size, grad, argmax, dx_general, 2, 2, 2, 0, 0)
+    arrays = (grad.reshape(15, 3, 4), argmax.reshape(15, 3, 4), dx_general.reshape(15, 6, 8))
+    pool._max_backward_cpu(*arrays, 0, 15, 2, 2, 2, 0, 0)
     np.testing.assert_array_equal(dx, dx_general)
 
 

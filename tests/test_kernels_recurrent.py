@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import os
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -136,8 +133,8 @@ def test_cpu_kernels_are_stable_for_huge_preactivations(rng):
 
 
 @numpy_session
-def test_cpu_kernel_on_the_parallel_path_and_strided_input(rng):
-    n_batch, hidden = 64, kernels._PARALLEL_MIN // 64  # enough work for the thread pool
+def test_cpu_kernel_on_strided_input(rng):
+    n_batch, hidden = 64, 1024
     case = _case("gru", n_batch, hidden, np.float32, rng)
     case["xw"] = np.asfortranarray(case["xw"])  # the wrapper makes inputs contiguous
     got = _run("gru", case, False, kernels.gru_cell_forward_cpu, kernels.gru_cell_backward_cpu)
@@ -243,110 +240,6 @@ def test_float32_sigmoid_and_tanh_are_accurate_everywhere():
     assert np.isnan(sig[0]) and np.isnan(tanh[0])
 
 
-@numpy_session
-def test_sequence_threads_holds_one_thread_for_small_steps_and_restores(monkeypatch):
-    import numba
-
-    monkeypatch.setattr(kernels._threads, "split_pays", lambda: True)
-    before = numba.get_num_threads()
-    with kernels.sequence_threads_cpu("rnn_cell_backward", 64 * 128):
-        assert numba.get_num_threads() == 1
-        with kernels.sequence_threads_cpu("rnn_cell_backward", 64 * 128):  # nested: as it is
-            assert numba.get_num_threads() == 1
-        assert numba.get_num_threads() == 1
-    assert numba.get_num_threads() == before
-    with kernels.sequence_threads_cpu("rnn_cell_backward", kernels._PARALLEL_MIN):
-        assert numba.get_num_threads() == before
-    assert numba.get_num_threads() == before
-
-
-@numpy_session
-@pytest.mark.parametrize("op", ["lstm_cell_forward", "gru_cell_forward", "lstm_cell_backward"])
-def test_heavy_steps_use_every_thread_only_where_idle_threads_sleep(monkeypatch, op):
-    import numba
-
-    before = numba.get_num_threads()
-    smallest = kernels._SPLIT_MIN[op]
-    monkeypatch.setattr(kernels._threads, "split_pays", lambda: True)
-    with kernels.sequence_threads_cpu(op, smallest):
-        assert numba.get_num_threads() == before
-    with kernels.sequence_threads_cpu(op, smallest - 1):
-        assert numba.get_num_threads() == 1
-    monkeypatch.setattr(kernels._threads, "split_pays", lambda: False)
-    with kernels.sequence_threads_cpu(op, smallest):
-        assert numba.get_num_threads() == 1
-    assert numba.get_num_threads() == before
-    assert numba.get_num_threads() == before
-
-
-@numpy_session
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_steps_on_every_thread_give_the_numbers_of_one(cell, rng, monkeypatch):
-    import numba
-
-    if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip("Numba runs one thread here")
-    steps, n_batch, hidden = 4, 64, 128  # at the smallest step every split op splits
-    width = GATES[cell] * hidden
-    xw = rng.standard_normal((steps, n_batch, width)).astype(np.float32)
-    weight_hh = (0.1 * rng.standard_normal((hidden, width))).astype(np.float32)
-    bias = rng.standard_normal(width).astype(np.float32)
-    h0 = rng.standard_normal((n_batch, hidden)).astype(np.float32)
-    grad_states = rng.standard_normal((steps, n_batch, hidden)).astype(np.float32)
-    monkeypatch.setattr(kernels, "_SHARE_MIN", {})  # the whole batch on one thread or all
-    counts = []
-    for op in (f"{cell}_cell_forward", f"{cell}_cell_backward"):
-        original = kernels._KERNELS[op]
-
-        def counted(*args, op=op, kernel=original[0]):
-            counts.append((op, numba.get_num_threads()))
-            return kernel(*args)
-
-        monkeypatch.setitem(kernels._KERNELS, op, (counted, *original[1:]))
-    results = []
-    for split in (False, True):
-        monkeypatch.setattr(kernels._threads, "split_pays", lambda split=split: split)
-        numba.set_num_threads(2)
-        cache = bptt.sequence_forward(cell, xw, weight_hh, bias, bias, h0, h0)
-        grads = bptt.sequence_backward(cache, weight_hh, grad_states)
-        results.append([a.copy() for a in (cache.states, cache.saved, grads.xw)])
-    backward_split = 2 if f"{cell}_cell_backward" in kernels._SPLIT_MIN else 1
-    assert counts == (
-        [(f"{cell}_cell_forward", 1)] * steps
-        + [(f"{cell}_cell_backward", 1)] * steps
-        + [(f"{cell}_cell_forward", 2)] * steps
-        + [(f"{cell}_cell_backward", backward_split)] * steps
-    )
-    # each element is computed alone, whichever thread takes its row: the same bits
-    for one, split in zip(*results, strict=True):
-        np.testing.assert_array_equal(split, one)
-
-
-# ---------------------------------------------------------------- shares of batch rows
-
-
-@numpy_session
-def test_row_shares_only_for_heavy_steps_and_builds_that_may_run_at_once(monkeypatch):
-    monkeypatch.setattr(kernels._shares, "count", lambda pieces: min(2, pieces))
-    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
-    for op, smallest in kernels._SHARE_MIN.items():
-        assert kernels.row_shares(op, smallest // 64, 64) == 2
-        assert kernels.row_shares(op, smallest // 64 - 1, 64) == 1
-    assert "rnn_cell_forward" not in kernels._SHARE_MIN
-    assert kernels.row_shares("rnn_cell_forward", 1024, 128) == 1
-    # at least _SHARE_ROWS rows a share
-    assert kernels.row_shares("lstm_cell_forward", 2 * kernels._SHARE_ROWS - 1, 4096) == 1
-    # workqueue: shares only with a serial build, which never enters the layer
-    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: False)
-    assert kernels._one_thread_build("lstm_cell_forward") is kernels._STAGED["lstm_cell_forward"]
-    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 2
-    monkeypatch.setattr(kernels, "_STAGED", {})
-    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 1
-    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
-    monkeypatch.setattr(kernels._shares, "count", lambda pieces: 1)  # the BLAS spins
-    assert kernels.row_shares("lstm_cell_forward", 64, 128) == 1
-
-
 def _sequence_case(cell, steps, n_batch, hidden, rng):
     width = GATES[cell] * hidden
     return {
@@ -373,129 +266,41 @@ def _sequence_results(cell, a):
     return [np.array(r, copy=True) for r in results]
 
 
+
 @numpy_session
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_sequence_in_row_shares_gives_the_numbers_of_one_share(cell, rng, monkeypatch):
-    """Each share runs every step of its rows on one thread; the rows are independent, so
+def test_sequence_in_parts_of_rows_gives_the_numbers_of_one_part(cell, rng, monkeypatch):
+    """Each part runs every step of its rows on one thread; the rows are independent, so
     states and gradients match the whole batch's to rounding (the GEMMs' blocking differs
-    with their row count), and a run in shares repeats bit for bit."""
-    import numba
+    with their row count), and a run in parts repeats bit for bit."""
+    from gpunet.kernels import _parallel
 
-    steps, n_batch, hidden = 5, 21, 16  # shares of 10 and 11 rows
+    steps, n_batch, hidden = 5, 21, 16  # parts of 10 and 11 rows
     a = _sequence_case(cell, steps, n_batch, hidden, rng)
     calls = []
     for direction in ("forward", "backward"):
         op = f"{cell}_cell_{direction}"
         original = kernels._KERNELS[op]
 
-        def counted(*args, op=op, kernel=original[0], build="parallel"):
-            rows, thread = args[0].shape[0], threading.current_thread().name
-            calls.append((op, rows, numba.get_num_threads(), thread, build))
+        def counted(*args, kernel=original[0], op=op):
+            calls.append((op, args[0].shape[0], threading.current_thread().name))
             return kernel(*args)
 
         monkeypatch.setitem(kernels._KERNELS, op, (counted, *original[1:]))
-        for builds in (kernels._SERIAL, kernels._STAGED):
-            if op in builds:
-                serial = functools.partial(counted, kernel=builds[op], build="serial")
-                monkeypatch.setitem(builds, op, serial)
+    monkeypatch.setattr(_parallel, "threads", lambda: 1)
     one = _sequence_results(cell, a)
-    assert {rows for _, rows, _, _, _ in calls} == {n_batch}
+    assert {rows for _, rows, _ in calls} == {n_batch}
     calls.clear()
-    monkeypatch.setattr(kernels._shares, "count", lambda pieces: min(2, pieces))
-    monkeypatch.setattr(kernels._threads, "numba_threadsafe", lambda: True)
-    monkeypatch.setattr(
-        kernels, "_SHARE_MIN", {f"{cell}_cell_forward": 1, f"{cell}_cell_backward": 1}
-    )
-    shared = _sequence_results(cell, a)
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "MIN_WORK", 1)
+    monkeypatch.setattr(kernels, "_ROWS_PER_PART", 4)
+    parts = _sequence_results(cell, a)
     again = _sequence_results(cell, a)
     for direction in ("forward", "backward"):
-        op = f"{cell}_cell_{direction}"
-        mine = [c for c in calls if c[0] == op]
-        # each share's steps: its rows, on one Numba thread; share 0 on the calling thread
-        assert sorted(rows for _, rows, _, _, _ in mine) == [10] * 2 * steps + [11] * 2 * steps
-        assert {threads for _, _, threads, _, _ in mine} == {1}
-        threads = {name for _, _, _, name, _ in mine}
-        assert "MainThread" in threads and len(threads) >= 2
-        # the RNN's cells in their serial build; the others' parallel one on one thread,
-        # or their staged serial one under Numba's workqueue layer
-        serial = cell == "rnn" or not kernels._threads.numba_threadsafe()
-        assert {build for *_, build in mine} == {"serial" if serial else "parallel"}
-    for got, expected, repeated in zip(shared, one, again, strict=True):
+        mine = [c for c in calls if c[0] == f"{cell}_cell_{direction}"]
+        assert sorted(rows for _, rows, _ in mine) == [10] * 2 * steps + [11] * 2 * steps
+        names = {name for _, _, name in mine}
+        assert "MainThread" in names and len(names) == 2
+    for got, expected, repeated in zip(parts, one, again, strict=True):
         np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
         np.testing.assert_array_equal(got, repeated)
-
-
-@numpy_session
-def test_under_the_workqueue_layer_shares_run_the_serial_builds():
-    """Numba's workqueue layer aborts the process when two threads enter it: there, the
-    shares of batch rows run the staged serial builds, which never enter it."""
-    code = (
-        "import numpy as np, numba\n"
-        "from gpunet.kernels import recurrent as k, _threads\n"
-        "from gpunet.ops import bptt\n"
-        "k._shares.count = lambda pieces: min(2, pieces)\n"
-        "rng = np.random.default_rng(0)\n"
-        "xw = rng.standard_normal((3, 64, 512)).astype(np.float32)\n"
-        "w = (0.1 * rng.standard_normal((128, 512))).astype(np.float32)\n"
-        "b, h = np.zeros(512, np.float32), np.zeros((64, 128), np.float32)\n"
-        "g = rng.standard_normal((64, 128)).astype(np.float32)\n"
-        "def run():\n"
-        "    cache = bptt.sequence_forward('lstm', xw, w, b, b, h, h)\n"
-        "    return cache.states, bptt.sequence_backward(cache, w, None, g).xw\n"
-        "shared = run()\n"
-        "shares = k.row_shares('lstm_cell_forward', 64, 128)\n"
-        "k._SHARE_MIN = {}\n"
-        "one = run()\n"
-        "error = max(float(abs(a - b).max()) for a, b in zip(shared, one))\n"
-        "print(numba.threading_layer(), _threads.numba_threadsafe(), shares, error < 1e-5)\n"
-    )
-    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["workqueue", "False", "2", "True"]
-
-
-@numpy_session
-@pytest.mark.parametrize("op", sorted({**kernels._SERIAL, **kernels._STAGED}))
-def test_serial_builds_give_the_numbers_of_the_parallel_build(op, rng):
-    """The serial (RNN) and staged serial (LSTM, GRU) builds compute each element with
-    the parallel build's math: the same bits, also for the state updated in place."""
-    import numba
-
-    cell, direction = op.split("_cell_")
-    case = _case(cell, 64, 128, np.float32, rng)
-    width = GATES[cell] * 128
-    state = case["state"]
-    if cell == "rnn":
-        flags = (False, True)
-        if direction == "forward":
-            arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], np.empty_like(state)]
-        else:
-            arrays = [case["grad_h"], case["dh_rec"], np.tanh(state), np.empty_like(state)]
-    else:
-        flags = (None,)
-        gates = 1 / (1 + np.exp(-rng.standard_normal((64, 4 * 128)).astype(np.float32)))
-        if cell == "lstm" and direction == "forward":
-            arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], state]
-            arrays += [np.empty_like(state), np.empty_like(state), np.empty_like(gates)]
-        elif cell == "lstm":
-            arrays = [case["grad_h"], case["dh_rec"], case["carry"], state, state * 0.5]
-            arrays += [gates, np.empty((64, width), np.float32)]
-        elif direction == "forward":
-            arrays = [case["xw"], case["hw"], case["b_ih"], case["b_hh"], state]
-            arrays += [np.empty_like(state), np.empty_like(gates)]
-        else:
-            arrays = [case["grad_h"], case["dh_rec"], case["carry"], state, gates]
-            arrays += [np.empty((64, width), np.float32), np.empty((64, width), np.float32)]
-    serial = kernels._SERIAL.get(op) or kernels._STAGED[op]
-    for flag in flags:
-        results = []
-        for build in (kernels._KERNELS[op][0], serial):
-            out = [a.copy() for a in arrays]
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-            build(*out) if flag is None else build(*out, flag)
-            results.append(out)
-        for parallel, one in zip(*results, strict=True):
-            np.testing.assert_array_equal(one, parallel)

@@ -8,6 +8,7 @@ from gpunet import init as initializers
 from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
 from gpunet.nn.parameter import Parameter
+from gpunet.ops.linear import matmul
 
 
 class Dense(Layer):
@@ -66,7 +67,7 @@ class Dense(Layer):
             )
         xp = namespace(x, self.weight.data)
         flat = x if x.ndim == 2 else xp.reshape(x, (-1, self.in_features))
-        y = flat @ self.weight.data
+        y = matmul(flat, self.weight.data)
         if self.bias is not None:
             y = y + self.bias.data
         self._input = flat
@@ -76,7 +77,7 @@ class Dense(Layer):
     def backward(self, grad_out: Any) -> Any:
         xp = namespace(grad_out)
         grad = grad_out if grad_out.ndim == 2 else xp.reshape(grad_out, (-1, self.out_features))
-        weight_grad = self._input.T @ grad
+        weight_grad = matmul(self._input.T, grad)
         if self.regularizer is not None:
             weight_grad = weight_grad + self.regularizer.gradient(self.weight.data)
         self.weight.accumulate(weight_grad)
@@ -84,7 +85,7 @@ class Dense(Layer):
             self.bias.accumulate(xp.sum(grad, axis=0))
         if not self.input_grad:
             return None
-        grad_in = grad @ self.weight.data.T
+        grad_in = matmul(grad, self.weight.data.T)
         return grad_in if grad_out.ndim == 2 else xp.reshape(grad_in, self._input_shape)
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
 from gpunet.nn.parameter import Parameter
 from gpunet.ops import bptt
+from gpunet.ops.linear import matmul
 from gpunet.ops.recurrent import GATES
 
 _COMMON_ARGS = """
@@ -178,7 +179,7 @@ class _Recurrent(Layer):
             self._cache, self.weight_hh.data, grad_states, grad_h_last, grad_c_last
         )
         d_xw = xp.reshape(grads.xw, (steps * n_batch, -1))
-        self.weight_ih.accumulate(self._x_steps.T @ d_xw)
+        self.weight_ih.accumulate(matmul(self._x_steps.T, d_xw))
         self.weight_hh.accumulate(grads.weight_hh)
         if self.bias_ih is not None:
             self.bias_ih.accumulate(grads.b_ih)
@@ -187,7 +188,7 @@ class _Recurrent(Layer):
         self.grad_c0 = grads.c0 if self._given else None
         if not self.input_grad:
             return None
-        grad_x = xp.reshape(d_xw @ self.weight_ih.data.T, (steps, n_batch, features))
+        grad_x = xp.reshape(matmul(d_xw, self.weight_ih.data.T), (steps, n_batch, features))
         return xp.permute_dims(grad_x, (1, 0, 2))
 
     # ---------------------------------------------------------------- state

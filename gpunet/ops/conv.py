@@ -26,6 +26,7 @@ from typing import Any
 
 from gpunet import backend, kernels
 from gpunet.backend import namespace
+from gpunet.kernels._index import output_hw
 
 Pair = tuple[int, int]
 
@@ -50,14 +51,6 @@ def pair(value: Any, what: str, layer: str, minimum: int) -> Pair:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def output_hw(hw: Pair, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair) -> Pair:
-    """``(OH, OW)``: ``floor((H + 2p - d(k - 1) - 1) / s) + 1`` on each axis."""
-    return tuple(
-        (hw[a] + 2 * padding[a] - dilation[a] * (kernel_size[a] - 1) - 1) // stride[a] + 1
-        for a in (0, 1)
-    )
 
 
 # --------------------------------------------------------------------------- windows

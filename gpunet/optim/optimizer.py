@@ -85,9 +85,7 @@ class Optimizer:
         if self.kernel_op is None:
             return None
         fused = backend.kernel(self.kernel_op, backend.namespace(param.data))
-        # A kernel may declare the size below which its call overhead outweighs the
-        # work (the CPU ones do: a few array ops on a bias are cheaper than a launch).
-        if fused is None or param.data.size < getattr(fused, "min_size", 0):
+        if fused is None:
             return None
         arrays = (param.data, param.grad, *state_arrays)
         dtype = param.data.dtype
