@@ -233,9 +233,7 @@ def cuda_kernels():
     def rmsprop(p, g, square_avg, grad_avg, buf, hyper):
         i = cuda.grid(1)
         if i < p.size:
-            new_p, sq, ga, b = rmsprop_scalar(
-                p[i], g[i], square_avg[i], grad_avg[i], buf[i], hyper
-            )
+            new_p, sq, ga, b = rmsprop_scalar(p[i], g[i], square_avg[i], grad_avg[i], buf[i], hyper)
             square_avg[i] = sq
             if hyper[6]:  # centered
                 grad_avg[i] = ga
