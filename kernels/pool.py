@@ -76,6 +76,26 @@ def _max_backward_cpu(grad, argmax, dx, first, last, kw, sh, sw, ph, pw):
                 dx[plane, ih, iw] += grad[plane, oh, ow]
 
 
+@numba.njit(inline="always")
+def _max4(a, b, c, d):
+    """(max, tap) of a 2x2 window read in row-major order: the first maximum, or the first
+    NaN. Plain comparisons compile to selects; the rare window with a NaN (its sum is
+    NaN) takes the careful path, so the common case stays branch-free."""
+    take = b > a
+    best, tap = (b if take else a), (1 if take else 0)
+    take = c > best
+    best, tap = (c if take else best), (2 if take else tap)
+    take = d > best
+    best, tap = (d if take else best), (3 if take else tap)
+    total = a + b + c + d
+    if total != total:  # a NaN, or inf - inf
+        best, tap = a, 0
+        for candidate, index in ((b, 1), (c, 2), (d, 3)):
+            if _wins(candidate, best, 0):
+                best, tap = candidate, index
+    return best, tap
+
+
 @cpu_kernel
 def _max2x2_forward_cpu(x, y, argmax, first, last):
     # The common case (2x2 windows, stride 2, no padding, even H and W): the windows
@@ -83,20 +103,13 @@ def _max2x2_forward_cpu(x, y, argmax, first, last):
     oh_count, ow_count = y.shape[1], y.shape[2]
     for plane in range(first, last):
         for oh in range(oh_count):
-            top = x[plane, 2 * oh]
-            bottom = x[plane, 2 * oh + 1]
             for ow in range(ow_count):
-                best = top[2 * ow]
-                tap = 0
-                if _wins(top[2 * ow + 1], best, 0):
-                    best = top[2 * ow + 1]
-                    tap = 1
-                if _wins(bottom[2 * ow], best, 0):
-                    best = bottom[2 * ow]
-                    tap = 2
-                if _wins(bottom[2 * ow + 1], best, 0):
-                    best = bottom[2 * ow + 1]
-                    tap = 3
+                best, tap = _max4(
+                    x[plane, 2 * oh, 2 * ow],
+                    x[plane, 2 * oh, 2 * ow + 1],
+                    x[plane, 2 * oh + 1, 2 * ow],
+                    x[plane, 2 * oh + 1, 2 * ow + 1],
+                )
                 y[plane, oh, ow] = best
                 argmax[plane, oh, ow] = tap
 

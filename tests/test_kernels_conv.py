@@ -282,3 +282,20 @@ def test_conv2d_kernel_promotes_mixed_dtypes_as_the_reference(rng, monkeypatch):
     for actual, expected in zip(fast, reference, strict=True):
         assert actual.dtype == expected.dtype
         _assert_close(actual, expected, "float64")
+
+
+@pytest.mark.skipif(backend.name() != "numpy", reason="the CPU kernels take NumPy arrays")
+def test_max_pool_kernels_let_the_first_nan_win_as_the_reference_does(monkeypatch):
+    from gpunet.kernels import pool
+
+    x = np.arange(2 * 3 * 4 * 6, dtype=np.float32).reshape(2, 3, 4, 6)
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = np.nan  # two NaNs in one window: the first wins
+    x[1, 2, 2, 2], x[1, 2, 3, 3] = np.inf, -np.inf  # a sum of NaN without a NaN
+    for kernel, stride in (((2, 2), (2, 2)), ((3, 2), (1, 2))):
+        y, argmax = pool.max_pool2d_forward_cpu(x, kernel, stride, (0, 0))
+        with monkeypatch.context() as patch:
+            patch.setenv("GPUNET_KERNELS", "0")
+            y_ref, cache = pool_ops.max_pool2d(x, kernel, stride, (0, 0))
+        np.testing.assert_array_equal(y, gpunet.to_numpy(y_ref))
+        np.testing.assert_array_equal(argmax, gpunet.to_numpy(cache.argmax))
+    assert np.isnan(y[0, 0, 0, 0])
