@@ -182,13 +182,11 @@ def _over_blocks(n, block, work, task):
     _parallel.run(parts, lambda part: task(part, firsts[part::parts]))
 
 
-def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=None):
-    """Convolution ``(N, C, H, W) -> (N, O, OH, OW)``, one GEMM per block of images.
-
-    Returns ``(y, saved)``; ``saved`` (the zero-padded NHWC input, a new array) is what
-    ``conv2d_backward_cpu`` needs. ``workspace`` (a dict kept by the caller) holds the
-    scratch buffers reused while shapes repeat.
-    """
+def forward_blocks(x, weight, stride, padding, dilation, workspace, epilogue):
+    """The CPU forward's loop: for each block of images, unfold, multiply, then
+    ``epilogue(product, first)`` moves the ``(images*P, O)`` product of the images from
+    ``first`` on to the output. Returns the zero-padded NHWC input (a new array), which
+    the backward needs."""
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     (ph, pw), dtype = padding, np.result_type(x, weight)  # as NumPy's x @ w would
@@ -197,9 +195,7 @@ def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=Non
     padded = np.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=dtype)
     _pad_nhwc(np.ascontiguousarray(x, dtype=dtype), padded, ph, pw)
     weight_rows = np.ascontiguousarray(weight.transpose(0, 2, 3, 1), dtype=dtype).reshape(o, k)
-    bias = np.zeros(o, dtype=dtype) if bias is None else bias.astype(dtype, copy=False)
     block = _block_size(n, plane, k, padded.itemsize)
-    y = np.empty((n, o, plane), dtype=dtype)
 
     def blocks(part, firsts):
         rows = _scratch(workspace, ("rows", part), (block * plane, k), dtype)
@@ -208,29 +204,27 @@ def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=Non
             m = min(block, n - first) * plane
             _im2row(padded, first, rows[:m], kh, kw, *stride, *dilation, oh, ow)
             np.matmul(rows[:m], weight_rows.T, out=product[:m])
-            _output_block(product[:m], bias, y, first)
+            epilogue(product[:m], first)
 
     _over_blocks(n, block, n * plane * (k * o / 16 + k), blocks)
-    return y.reshape(n, o, oh, ow), padded
+    return padded
 
 
-def conv2d_backward_cpu(
-    grad, saved, weight, x_shape, stride, padding, dilation, input_grad=True, workspace=None
-):
-    """Gradients ``(d x, d weight, d bias)`` of ``conv2d_forward_cpu``.
-
-    The rows of each block are rebuilt from ``saved``; ``d x`` is None when
-    ``input_grad`` is False (a network's first layer), which skips its GEMM and scatter.
-    """
+def backward_blocks(saved, weight, x_shape, out_hw, stride, padding, dilation, input_grad,
+                    workspace, fill_grad):  # fmt: skip
+    """The CPU backward's loop: for each block of images, ``fill_grad(first, g,
+    bias_grad)`` writes the output gradient of the images from ``first`` on as ``g``
+    ``(O, images*P)`` and adds its sums to ``bias_grad``; the rows are rebuilt from
+    ``saved`` and the GEMMs give the weight gradient and, with ``input_grad``, the
+    scattered input gradient. Returns ``(d x or None, d weight, d bias)``."""
     n, c, h, w = x_shape
     o, _, kh, kw = weight.shape
-    (ph, pw), dtype = padding, np.result_type(grad, weight, saved)
-    oh, ow = grad.shape[2], grad.shape[3]
+    (ph, pw), dtype = padding, np.result_type(weight, saved)
+    oh, ow = out_hw
     plane, k = oh * ow, kh * kw * c
-    grad = np.ascontiguousarray(grad, dtype=dtype).reshape(n, o, plane)
     saved = saved.astype(dtype, copy=False)
     weight_rows = np.ascontiguousarray(weight.transpose(0, 2, 3, 1), dtype=dtype).reshape(o, k)
-    block = _block_size(n, plane, k, grad.itemsize)
+    block = _block_size(n, plane, k, saved.itemsize)
     if input_grad:
         padded_grad = np.zeros(saved.shape, dtype=dtype)
     weight_grads, bias_grads = {}, {}
@@ -247,7 +241,7 @@ def conv2d_backward_cpu(
             m = min(block, n - first) * plane
             _im2row(saved, first, rows[:m], kh, kw, *stride, *dilation, oh, ow)
             g = _prefix(grad_rows, o, m)
-            _grad_block(grad, first, g, bias_grad)
+            fill_grad(first, g, bias_grad)
             np.matmul(g, rows[:m], out=partial)
             weight_grad += partial
             if input_grad:  # each block scatters into its own images: no two parts meet
@@ -263,6 +257,42 @@ def conv2d_backward_cpu(
         dx = np.empty(tuple(x_shape), dtype=dtype)
         _crop_nchw(padded_grad, dx, ph, pw)
     return dx, weight_grad, bias_grad.astype(dtype)
+
+
+def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=None):
+    """Convolution ``(N, C, H, W) -> (N, O, OH, OW)``, one GEMM per block of images.
+
+    Returns ``(y, saved)``; ``saved`` (the zero-padded NHWC input, a new array) is what
+    ``conv2d_backward_cpu`` needs. ``workspace`` (a dict kept by the caller) holds the
+    scratch buffers reused while shapes repeat.
+    """
+    n, o = x.shape[0], weight.shape[0]
+    oh, ow = output_hw(x.shape[2:], weight.shape[2:], stride, padding, dilation)
+    dtype = np.result_type(x, weight)
+    bias = np.zeros(o, dtype=dtype) if bias is None else bias.astype(dtype, copy=False)
+    y = np.empty((n, o, oh * ow), dtype=dtype)
+    saved = forward_blocks(
+        x, weight, stride, padding, dilation, workspace,
+        lambda product, first: _output_block(product, bias, y, first),
+    )  # fmt: skip
+    return y.reshape(n, o, oh, ow), saved
+
+
+def conv2d_backward_cpu(
+    grad, saved, weight, x_shape, stride, padding, dilation, input_grad=True, workspace=None
+):
+    """Gradients ``(d x, d weight, d bias)`` of ``conv2d_forward_cpu``.
+
+    The rows of each block are rebuilt from ``saved``; ``d x`` is None when
+    ``input_grad`` is False (a network's first layer), which skips its GEMM and scatter.
+    """
+    n, o, oh, ow = grad.shape
+    dtype = np.result_type(grad, weight, saved)
+    grad = np.ascontiguousarray(grad, dtype=dtype).reshape(n, o, oh * ow)
+    return backward_blocks(
+        saved, weight, x_shape, (oh, ow), stride, padding, dilation, input_grad, workspace,
+        lambda first, g, bias_grad: _grad_block(grad, first, g, bias_grad),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- CUDA

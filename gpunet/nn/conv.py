@@ -85,14 +85,16 @@ class Conv2D(Layer):
             self.bias = Parameter(start, "bias")
         self.regularizer = regularizer
         self.input_grad = True
-        self._workspace: dict[str, Any] = {}
+        self.workspace: dict[str, Any] = {}  # the kernels' scratch buffers
 
     def output_shape(self, x_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
         """The output shape for an input of shape ``x_shape``."""
         oh, ow = output_hw(x_shape[2:], self.kernel_size, self.stride, self.padding, self.dilation)
         return (x_shape[0], self.out_channels, oh, ow)
 
-    def _check(self, x: Any) -> None:
+    def check_input(self, x: Any) -> None:
+        """Raise ``ValueError`` unless ``x`` is an ``(N, in_channels, H, W)`` batch the
+        kernel fits."""
         shape = tuple(x.shape)
         if len(shape) != 4 or shape[1] != self.in_channels:
             raise ValueError(
@@ -109,33 +111,26 @@ class Conv2D(Layer):
             )
 
     def forward(self, x: Any) -> Any:
-        self._check(x)
+        self.check_input(x)
         bias = self.bias.data if self.bias is not None else None
-        y, self._cache = conv2d(
-            x,
-            self.weight.data,
-            bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            workspace=self._workspace,
-        )
+        geometry = (self.stride, self.padding, self.dilation)
+        y, self._cache = conv2d(x, self.weight.data, bias, *geometry, workspace=self.workspace)
         return y
 
     def backward(self, grad_out: Any) -> Any:
         grad_in, weight_grad, bias_grad = conv2d_backward(
-            grad_out,
-            self._cache,
-            self.weight.data,
-            input_grad=self.input_grad,
-            workspace=self._workspace,
+            grad_out, self._cache, self.weight.data, self.input_grad, self.workspace
         )
+        self.accumulate(weight_grad, bias_grad)
+        return grad_in
+
+    def accumulate(self, weight_grad: Any, bias_grad: Any) -> None:
+        """Add a backward pass's gradients (and the regularizer's) to the parameters."""
         if self.regularizer is not None:
             weight_grad = weight_grad + self.regularizer.gradient(self.weight.data)
         self.weight.accumulate(weight_grad)
         if self.bias is not None:
             self.bias.accumulate(bias_grad)
-        return grad_in
 
     def __repr__(self) -> str:
         extras = ""

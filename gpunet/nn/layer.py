@@ -143,7 +143,9 @@ class Sequential(Layer):
     Args:
         *layers: the layers, first applied first.
 
-    Parameter names are ``"<index>.<name>"`` as in PyTorch (``"0.weight"``).
+    Parameter names are ``"<index>.<name>"`` as in PyTorch (``"0.weight"``). Where the
+    backend has the fused kernel, a Conv2D -> ReLU (-> 2x2 MaxPool2D) run of layers is
+    one block (``gpunet.nn.fusion``): the same numbers in fewer passes over memory.
     """
 
     def __init__(self, *layers: Layer):
@@ -153,20 +155,26 @@ class Sequential(Layer):
                     f"Sequential: argument {index} is {type(layer).__name__}, not a Layer"
                 )
         self.layers_ = list(layers)
+        self._stages: list[tuple[Any, int]] | None = None
 
     def children(self) -> Iterator[tuple[str, Layer]]:
         for index, layer in enumerate(self.layers_):
             yield str(index), layer
 
     def forward(self, x: Any) -> Any:
-        for layer in self.layers_:
-            x = layer(x)
+        from gpunet.nn import fusion  # fusion knows the layer kinds, which import this
+
+        self._stages = fusion.stages(self.layers_, x)
+        for stage, _ in self._stages:
+            x = stage(x)
         return x
 
     def backward(self, grad_out: Any) -> Any:
-        for index in range(len(self.layers_) - 1, -1, -1):
+        if self._stages is None:
+            raise RuntimeError("Sequential.backward: called before forward")
+        for stage, index in reversed(self._stages):
             layer = self.layers_[index]
-            grad_out = layer.backward(grad_out)
+            grad_out = stage.backward(grad_out)
             if grad_out is None and index > 0:
                 raise ValueError(
                     f"Sequential: layer {index} ({layer!r}) returned no input gradient "
