@@ -40,7 +40,14 @@ def lookup(op: str, xp: Any) -> Any:
     module_name = _REGISTRY.get(op)
     if target is None or module_name is None:
         return None
-    module = importlib.import_module(f".{module_name}", __name__)
+    try:
+        module = importlib.import_module(f".{module_name}", __name__)
+    except ValueError as err:  # Numba checks its NUMBA_* variables when it is imported
+        raise ImportError(
+            f"gpunet's kernels need Numba, which refused to import: {err} (check the "
+            "NUMBA_* environment variables; gpunet does not use Numba's thread pool, so "
+            "NUMBA_NUM_THREADS and NUMBA_THREADING_LAYER can be left unset)"
+        ) from err
     return getattr(module, f"{op}_{target}", None)
 
 

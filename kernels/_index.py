@@ -1,4 +1,5 @@
-"""Index arithmetic shared by the convolution and pooling kernels, on the CPU and on CUDA.
+"""Index arithmetic shared by the convolution and pooling kernels, on the CPU and on CUDA
+(output sizes: ``_geometry``).
 
 Written once as ``@njit(inline="always")`` functions, which both targets inline; their
 integer width follows their arguments, so a CUDA kernel that passes 32-bit indices gets
@@ -8,25 +9,6 @@ integer width follows their arguments, so a CUDA kernel that passes 32-bit indic
 from __future__ import annotations
 
 import numba
-
-
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    """Windows along one axis: ``(size + 2 padding - dilation (kernel - 1) - 1) // stride + 1``."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def output_hw(
-    hw: tuple[int, int],
-    kernel_size: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int] = (1, 1),
-) -> tuple[int, int]:
-    """``(OH, OW)`` of a window sweep over an input of height and width ``hw``."""
-    return (
-        output_size(hw[0], kernel_size[0], stride[0], padding[0], dilation[0]),
-        output_size(hw[1], kernel_size[1], stride[1], padding[1], dilation[1]),
-    )
 
 
 @numba.njit(inline="always")

@@ -19,13 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-try:
-    import numba
-except ValueError as err:  # Numba validates its NUMBA_* variables when it is imported
-    raise ImportError(
-        f"gpunet's kernels need Numba, which refused to import: {err} "
-        "(check the NUMBA_* environment variables; gpunet does not use Numba's threads)"
-    ) from err
+import numba
 
 OPTIONS = {"nogil": True, "error_model": "numpy"}
 

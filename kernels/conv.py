@@ -25,7 +25,8 @@ import numpy as np
 
 from . import _parallel
 from ._cuda import launch, numba_cuda
-from ._index import input_coord, output_coord, output_hw, unravel_nchw
+from ._geometry import output_hw
+from ._index import input_coord, output_coord, unravel_nchw
 from ._jit import cpu_kernel
 
 # --------------------------------------------------------------------------- CPU kernels

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._index import output_hw
+from ._geometry import output_hw
 from ._jit import cpu_kernel
 from .conv import backward_blocks, forward_blocks
 from .pool import _max4

@@ -26,7 +26,7 @@ from typing import Any
 
 from gpunet import backend, kernels
 from gpunet.backend import namespace
-from gpunet.kernels._index import output_hw
+from gpunet.kernels._geometry import output_hw
 
 Pair = tuple[int, int]
 
