@@ -176,11 +176,17 @@ def _prefix(buffer, rows, columns):
 
 
 def _over_blocks(n, block, work, task):
-    """``task(part, firsts)`` for each part of gpunet's threads, ``firsts`` the first
-    images of its blocks (dealt in turn, so the parts get near-equal work)."""
-    firsts = range(0, n, block)
-    parts = _parallel.count(len(firsts), work)
-    _parallel.run(parts, lambda part: task(part, firsts[part::parts]))
+    """``task(part, blocks)`` for each part of gpunet's threads: the images are split
+    into equal runs, one per part, and each run into ``(first, images)`` blocks of at
+    most ``block`` images."""
+    parts = _parallel.count(n, work)
+    edges = _parallel.bounds(n, parts)
+
+    def run_part(part):
+        start, stop = edges[part], edges[part + 1]
+        task(part, [(first, min(block, stop - first)) for first in range(start, stop, block)])
+
+    _parallel.run(parts, run_part)
 
 
 def forward_blocks(x, weight, stride, padding, dilation, workspace, epilogue):
@@ -198,16 +204,16 @@ def forward_blocks(x, weight, stride, padding, dilation, workspace, epilogue):
     weight_rows = np.ascontiguousarray(weight.transpose(0, 2, 3, 1), dtype=dtype).reshape(o, k)
     block = _block_size(n, plane, k, padded.itemsize)
 
-    def blocks(part, firsts):
+    def run_blocks(part, blocks):
         rows = _scratch(workspace, ("rows", part), (block * plane, k), dtype)
         product = _scratch(workspace, ("product", part), (block * plane, o), dtype)
-        for first in firsts:
-            m = min(block, n - first) * plane
+        for first, images in blocks:
+            m = images * plane
             _im2row(padded, first, rows[:m], kh, kw, *stride, *dilation, oh, ow)
             np.matmul(rows[:m], weight_rows.T, out=product[:m])
             epilogue(product[:m], first)
 
-    _over_blocks(n, block, n * plane * (k * o / 16 + k), blocks)
+    _over_blocks(n, block, n * plane * (k * o / 16 + k), run_blocks)
     return padded
 
 
@@ -230,7 +236,7 @@ def backward_blocks(saved, weight, x_shape, out_hw, stride, padding, dilation, i
         padded_grad = np.zeros(saved.shape, dtype=dtype)
     weight_grads, bias_grads = {}, {}
 
-    def blocks(part, firsts):
+    def run_blocks(part, blocks):
         rows = _scratch(workspace, ("rows", part), (block * plane, k), dtype)
         grad_rows = _scratch(workspace, ("grad_rows", part), (o, block * plane), dtype)
         if input_grad:
@@ -238,8 +244,8 @@ def backward_blocks(saved, weight, x_shape, out_hw, stride, padding, dilation, i
         weight_grad = np.zeros((o, k), dtype=dtype)
         partial = np.empty((o, k), dtype=dtype)
         bias_grad = np.zeros(o, dtype=np.float64)
-        for first in firsts:
-            m = min(block, n - first) * plane
+        for first, images in blocks:
+            m = images * plane
             _im2row(saved, first, rows[:m], kh, kw, *stride, *dilation, oh, ow)
             g = _prefix(grad_rows, o, m)
             fill_grad(first, g, bias_grad)
@@ -250,7 +256,7 @@ def backward_blocks(saved, weight, x_shape, out_hw, stride, padding, dilation, i
                 _row2im(row_grads[:m], padded_grad, first, kh, kw, *stride, *dilation, oh, ow)
         weight_grads[part], bias_grads[part] = weight_grad, bias_grad
 
-    _over_blocks(n, block, n * plane * (k * o / 8 + k), blocks)
+    _over_blocks(n, block, n * plane * (k * o / 8 + k), run_blocks)
     weight_grad, bias_grad = _parallel.total(weight_grads), _parallel.total(bias_grads)
     weight_grad = np.ascontiguousarray(weight_grad.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     dx = None

@@ -299,3 +299,43 @@ def test_max_pool_kernels_let_the_first_nan_win_as_the_reference_does(monkeypatc
         np.testing.assert_array_equal(y, gpunet.to_numpy(y_ref))
         np.testing.assert_array_equal(argmax, gpunet.to_numpy(cache.argmax))
     assert np.isnan(y[0, 0, 0, 0])
+
+
+@pytest.mark.skipif(backend.name() != "numpy", reason="the CPU kernels take NumPy arrays")
+@pytest.mark.parametrize("pool", [None, False, True], ids=["conv", "conv-relu", "conv-relu-pool"])
+def test_conv_kernels_split_over_threads_give_the_numbers_of_one(pool, rng, monkeypatch):
+    """Images split into one run per thread (5 images: runs of 2 and 3, in blocks of at
+    most 2): the numbers of one thread, to the rounding of the weight gradient's sums."""
+    from gpunet.kernels import _parallel, conv, conv_block
+
+    x = rng.standard_normal((5, 3, 8, 8)).astype(np.float32)
+    weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(4).astype(np.float32)
+    geometry = ((1, 1), (1, 1), (1, 1))
+    monkeypatch.setattr(conv, "BLOCK_BYTES", 2 * 64 * 27 * 4)
+
+    def run():
+        if pool is None:
+            y, saved = conv.conv2d_forward_cpu(x, weight, bias, *geometry, {})
+            backward = conv.conv2d_backward_cpu
+        else:
+            y, saved = conv_block.conv2d_relu_forward_cpu(x, weight, bias, *geometry, pool=pool)
+            backward = conv_block.conv2d_relu_backward_cpu
+        grads = backward(np.cos(y), saved, weight, x.shape, *geometry, True, {})
+        return [y, *grads]
+
+    monkeypatch.setattr(_parallel, "threads", lambda: 1)
+    one = run()
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "MIN_WORK", 1)
+    seen = []
+    real_run = _parallel.run
+    monkeypatch.setattr(
+        _parallel,
+        "run",
+        lambda parts, task, blas=True: (seen.append(parts), real_run(parts, task, blas)),
+    )
+    two = run()
+    assert seen and set(seen) == {2}
+    for got, expected in zip(two, one, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-5)
