@@ -29,6 +29,10 @@ def info() -> str:
     lines.append(f"numba:          {numba.__version__}")
     lines.append(f"cpu threads:    {_threads_status()}")
     lines.append(f"blas:           {_blas_status()}")
+    lines.append(
+        "memory:         the array library's allocator, as configured (gpunet sets nothing); "
+        "layers reuse their kernels' scratch buffers while shapes repeat"
+    )
     lines.append(f"numba cache:    {_numba_cache_status()}")
     lines.append(f"cupy:           {backend.cupy_status()}")
     variables = {k: v for k, v in os.environ.items() if k.startswith("GPUNET_")}
