@@ -88,9 +88,17 @@ def _kernel_status(name: str) -> str:
 
 
 def _numba_cache_status() -> str:
-    """Compiles one small kernel family, then says where Numba keeps (or cannot keep) it."""
-    from gpunet.kernels import _jit, activations  # noqa: F401 - importing defines its kernels
+    """Where Numba keeps (or cannot keep) the compiled kernels of every family."""
+    import importlib
 
+    from gpunet import kernels
+    from gpunet.kernels import _jit
+
+    for module in sorted(set(kernels.available().values())):
+        try:
+            importlib.import_module(f"gpunet.kernels.{module}")
+        except Exception as err:  # report, do not crash: this is the diagnostic tool
+            return f"unknown: kernels.{module} does not import ({err!r})"
     return _jit.cache_report()
 
 

@@ -55,7 +55,7 @@ def _cache_folder(dispatcher: Any) -> str:
 def cache_report() -> str:
     """Where the compiled kernels loaded so far are cached, in one line."""
     if not _cached and not _uncached:
-        return "no kernel loaded yet"
+        return "no kernel defined yet"
     parts = []
     if _cached:
         folders = sorted(set(_cached.values()))
