@@ -37,10 +37,9 @@ from ._jit import cpu_kernel
 # of that row are one contiguous run of ``kw*C`` values in both arrays, so the unfolding
 # is a sequence of short memcpys rather than one scalar load per element. A block holds
 # about ``BLOCK_BYTES`` of rows, stays in cache while its GEMMs read it, and is rebuilt
-# in backward from the padded input (small) instead of being kept (large): at batch 64
-# the second convolution of the W2 benchmark has a 20 MB column matrix, and on a machine
-# whose copies run at ~3 GB/s, writing it out and reading it back twice cost more than
-# the GEMMs themselves.
+# in backward from the padded input (small) instead of being kept (large): the whole
+# column matrix of a batch is K times the input, and writing it out and reading it back
+# twice costs more memory traffic than the GEMMs' own.
 #
 # Flat indices are unsigned (``uint64``) so Numba emits no negative-index wraparound
 # test per element and LLVM can vectorise the copies; every index here is >= 0.
