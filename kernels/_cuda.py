@@ -14,6 +14,11 @@ launch, the index arithmetic.
   (``counting_launches``, ``recording_launches``).
 * ``array_library(*arrays)`` is CuPy for CuPy arrays and NumPy for NumPy arrays, so the
   ``*_cuda`` wrappers of every family also run on NumPy arrays under the simulator.
+* ``cuda_families()`` finds every family module with CUDA kernels. Each has
+  ``cuda_kernels()`` (name -> kernel, compiled on first use) and ``cuda_signatures(dtype)``
+  (name -> the exact argument types its wrappers launch it with for that float dtype),
+  which tests/test_cuda_compile.py compiles to PTX and the simulator tests check launches
+  against.
 * Index arithmetic: Numba types integer arithmetic at 64 bits whatever the width of its
   operands, and a 64-bit division is a long emulated sequence on a GPU. The kernels that
   split a flat index into coordinates therefore divide through ``index_math(wide)``:
