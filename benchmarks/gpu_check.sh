@@ -66,16 +66,20 @@ status=0
 echo "== a. preflight (budget ${preflight_s} s)"
 SECONDS=0
 if [ -n "$wheels" ]; then
+  # a wheel brought along is installed when its module does not import here
   site=$out/site-packages
-  for spec in array_api_compat:array_api_compat array_api_strict:array_api_strict \
-              threadpoolctl:threadpoolctl; do
-    module=${spec%%:*} wheel=${spec##*:}
+  for wheel in "$wheels"/*.whl; do
+    [ -e "$wheel" ] || break
+    name=$(basename "$wheel")
+    module=${name%%-*}
+    module=${module,,}
+    [ "$module" = numpy ] && continue
     "$py" -c "import $module" 2>/dev/null && continue
-    if ls "$wheels/$wheel"-*.whl >/dev/null 2>&1; then
-      "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" \
-        "$wheels/$wheel"-*.whl >>"$out/preflight.log" 2>&1
+    if "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheel" \
+      >>"$out/preflight.log" 2>&1; then
+      row wheels note "" "installed $name"
     else
-      row wheels note "" "$module does not import and $wheels has no $wheel wheel"
+      row wheels note "" "could not install $name (preflight.log)"
     fi
   done
   # numba-cuda releases lag NumPy: if numba.cuda does not import with this NumPy, use
@@ -91,6 +95,10 @@ if [ -n "$wheels" ]; then
   fi
   export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
+for module in pytest hypothesis array_api_strict; do  # for stage b; the preflight needs none
+  "$py" -c "import $module" 2>/dev/null \
+    || row wheels note "" "$module does not import${wheels:+ and no wheel of it in $wheels}: tests that need it fail or skip"
+done
 # gpunet itself (kernels/ installed as gpunet.kernels), unless this tree is installed
 if ! "$py" -c "import gpunet.kernels as k, os, sys; sys.exit(not os.path.realpath(k.__file__).startswith('$root/'))" 2>/dev/null; then
   timeout 40 "$py" -m pip install -q --no-deps --no-build-isolation --no-index -e . \

@@ -67,6 +67,11 @@ def check_imports(device: str) -> str:
             )
         if found["numba-cuda"] is None:
             found["numba-cuda"] = "not installed (Numba's own CUDA target)"
+    try:
+        import gpunet
+    except Exception as err:  # one of gpunet's own dependencies is missing
+        raise Missing(f"gpunet does not import: {err!r}") from err
+    found["gpunet"] = gpunet.__version__
     found["torch"] = _version("torch") or "not installed (benchmark gpunet alone)"
     return ", ".join(f"{name} {version}" for name, version in found.items())
 

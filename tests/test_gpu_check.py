@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,20 @@ def _check(out, *options, wheels=None, timeout=300):
     )
 
 
+def _probe_wheel(folder):
+    """A wheel of a module that is not installed here (the check must install it)."""
+    files = {
+        "probe_module/__init__.py": "VALUE = 1\n",
+        "probe_module-0.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: probe-module\nVersion: 0.1\n",
+        "probe_module-0.1.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files["probe_module-0.1.dist-info/RECORD"] = "".join(f"{name},,\n" for name in files)
+    files["probe_module-0.1.dist-info/RECORD"] += "probe_module-0.1.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(folder / "probe_module-0.1-py3-none-any.whl", "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+
+
 def _rows(out):
     lines = (out / "summary.txt").read_text().splitlines()
     assert lines[0].split() == ["stage", "status", "time", "result"]
@@ -40,15 +55,18 @@ def _rows(out):
 @pytest.mark.slow
 def test_the_dry_run_goes_through_every_stage(tmp_path):
     out, wheels = tmp_path / "out", tmp_path / "wheels"
-    wheels.mkdir()  # no wheel is needed here: everything imports
+    wheels.mkdir()
+    _probe_wheel(wheels)
     run = _check(out, "--dry", "--quick", wheels=wheels)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     rows = _rows(out)
     assert [stage for stage, *_ in rows] == [
-        "preflight", "tests", "example", "example", "example", "benchmark",
+        "wheels", "preflight", "tests", "example", "example", "example", "benchmark",
         "W1", "W2", "W3", "W6",
     ]  # fmt: skip
-    assert all(status == "ok" for stage, status, _ in rows[:6])
+    assert rows[0][2].endswith("installed probe_module-0.1-py3-none-any.whl")
+    assert (out / "site-packages" / "probe_module" / "__init__.py").exists()
+    assert all(status == "ok" for stage, status, _ in rows[1:7])
     assert "== summary (dry run on NumPy" in run.stdout
     preflight = json.loads((out / "preflight.json").read_text())
     assert preflight["ok"] and preflight["backend"] == "backend numpy on cpu"
