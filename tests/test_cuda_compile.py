@@ -46,15 +46,29 @@ class _Device:
     compute_capability = CAPABILITY
 
 
+def _empty_kernel(values):
+    pass
+
+
 @pytest.fixture(scope="module")
 def cuda():
     cuda = pytest.importorskip("numba.cuda")
+    from numba import types
+
     with pytest.MonkeyPatch.context() as patch:
         if not cuda.is_available():
             dispatcher = pytest.importorskip("numba.cuda.dispatcher")
             if not hasattr(dispatcher, "get_current_device"):
                 pytest.skip("this numba.cuda asks the driver elsewhere: run it on a GPU")
             patch.setattr(dispatcher, "get_current_device", _Device)
+        try:
+            cuda.compile_ptx(_empty_kernel, (types.float32[::1],), cc=CAPABILITY)
+        except Exception as err:  # no NVVM: neither a CUDA toolkit nor numba-cuda's wheels
+            text = f"{type(err).__name__} {err}".lower()
+            if "nvvm" not in text and "libdevice" not in text:
+                raise
+            reason = str(err).strip().splitlines()[0]
+            pytest.skip(f"no NVVM to compile PTX with ({reason}): pip install 'gpunet[cuda12]'")
         yield cuda
 
 
