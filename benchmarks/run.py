@@ -7,8 +7,10 @@
 Each framework runs in its own worker process (peak memory is its own); the parent
 alternates rounds between them, so both see the same noise, and reports per-step medians,
 the ratio gpunet / PyTorch (below 1 means gpunet is faster), peak memory, and the
-achieved GFLOP/s against this machine's measured GEMM rate. Output: a table, and one
-JSON line per workload (also appended to --json FILE).
+achieved GFLOP/s against this machine's measured GEMM rate. On the GPU both frameworks
+compute in full float32 (TF32 off on both sides, see ``benchmarks.worker``). Output: a
+table, and one JSON line per workload (also appended to --json FILE as each workload
+finishes, so a run cut short keeps what it measured).
 """
 
 from __future__ import annotations
@@ -110,9 +112,11 @@ def measure(
     """
     times: dict[str, list[float]] = {fw: [] for fw in frameworks}
     memory: dict[str, dict] = {}
+    tf32: dict[str, dict] = {}
     name = module.__name__.rsplit(".", 1)[-1]
     for process_index in range(processes):
         workers = {fw: Worker(name, fw, device, batch) for fw in frameworks}
+        tf32.update({fw: w.ready.get("tf32", {}) for fw, w in workers.items()})
         # size a round from one probe step of each, so a round lasts about seconds_per_round
         steps = {
             fw: max(1, int(seconds_per_round / max(w.run(1)[0], 1e-6))) for fw, w in workers.items()
@@ -144,8 +148,11 @@ def measure(
         if memory[fw]["peak_device_bytes"] is not None:
             result[f"{fw}_peak_device_mb"] = round(memory[fw]["peak_device_bytes"] / 2**20, 1)
         result[f"{fw}_steps"] = len(times[fw])
+    if device == "gpu":
+        result["tf32"] = tf32
     if "torch" in frameworks:
-        result["ratio"] = round(result["gpunet_ms"] / result["torch_ms"], 3)
+        # four significant digits: a ratio far below 1 keeps its precision
+        result["ratio"] = float(f"{result['gpunet_ms'] / result['torch_ms']:.4g}")
     return result
 
 
@@ -169,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("torch") is None:
         frameworks = ("gpunet",)
         print("PyTorch is not installed: timing gpunet alone (pip install torch to compare)")
+    elif args.device == "gpu" and not _torch_has_cuda():
+        frameworks = ("gpunet",)
+        print("PyTorch has no CUDA here: timing gpunet alone (install a CUDA build to compare)")
     chosen = workloads()
     if args.only:
         unknown = sorted(set(args.only) - set(chosen))
@@ -181,9 +191,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.rounds} interleaved rounds of ~{args.seconds} s over {args.processes} worker "
         f"pair(s); medians per step"
     )
+    if args.device == "gpu":
+        print(
+            "TF32 off on both sides: PyTorch with torch.backends.cudnn.allow_tf32 = False and "
+            "torch.backends.cuda.matmul.allow_tf32 = False, CuPy's cuBLAS GEMMs in float32 "
+            "(CUPY_TF32=0); device memory: CuPy's pool against torch's max_memory_reserved"
+        )
+    memory_column = "dev MB g/t" if args.device == "gpu" else "RSS MB g/t"
     header = (
         f"{'':4}{'batch':>6}{'gpunet ms':>11}{'torch ms':>10}{'ratio':>7}"
-        f"{'GFLOP/s':>9}{'of GEMM':>8}{'RSS MB g/t':>13}  description"
+        f"{'GFLOP/s':>9}{'of GEMM':>8}{memory_column:>13}  description"
     )
     print(header)
     results = []
@@ -197,19 +214,28 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         torch_ms = f"{result['torch_ms']:.3f}" if "torch_ms" in result else "-"
         ratio = f"{result['ratio']:.2f}" if "ratio" in result else "-"
-        rss = f"{result['gpunet_peak_rss_mb']:.0f}/" + (
-            f"{result['torch_peak_rss_mb']:.0f}" if "torch_peak_rss_mb" in result else "-"
+        kind = "peak_device_mb" if args.device == "gpu" else "peak_rss_mb"
+        peak = "/".join(
+            f"{result[f'{fw}_{kind}']:.0f}" if f"{fw}_{kind}" in result else "-"
+            for fw in FRAMEWORKS
         )
         print(
             f"{name:4}{batch:>6}{result['gpunet_ms']:>11.3f}{torch_ms:>10}{ratio:>7}"
             f"{result['gpunet_gflops']:>9.1f}{result['gpunet_fraction_of_gemm']:>8.1%}"
-            f"{rss:>13}  {module.DESCRIPTION}",
+            f"{peak:>13}  {module.DESCRIPTION}",
             flush=True,
         )
+        if args.json:
+            with args.json.open("a") as handle:
+                handle.write(json.dumps(result) + "\n")
+        if args.device == "gpu" and any(any(s.values()) for s in result["tf32"].values()):
+            print(f"WARNING: TF32 was on in {result['tf32']}", flush=True)
     for result in results:
         print(json.dumps(result))
-    if args.json:
-        with args.json.open("a") as handle:
-            for result in results:
-                handle.write(json.dumps(result) + "\n")
     return 0
+
+
+def _torch_has_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

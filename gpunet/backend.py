@@ -133,14 +133,41 @@ def _load_cupy() -> ModuleType:
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDARuntimeError, missing driver libraries, ...
-        raise BackendError(f"CuPy is installed but no CUDA GPU is usable ({err})") from err
+        raise BackendError(
+            f"CuPy is installed but no CUDA GPU is usable: {_driver_problem(cupy, err)}"
+        ) from err
     if count == 0:
         raise BackendError("CuPy is installed but no CUDA GPU is visible")
     index = _state.device_index if _state.device_index is not None else _device_index(count)
     cupy.cuda.Device(index).use()
+    if kernels_enabled():
+        _check_numba_cuda(cupy)
     import array_api_compat.cupy
 
     return array_api_compat.cupy
+
+
+def _cuda_version(code: int) -> str:
+    """``"12.4"`` for CUDA's version code 12040."""
+    return f"{code // 1000}.{code % 1000 // 10}"
+
+
+def _driver_problem(cupy: ModuleType, err: Exception) -> str:
+    """Why CuPy cannot reach a GPU, from the driver's and CuPy's CUDA versions."""
+    try:
+        driver = int(cupy.cuda.runtime.driverGetVersion())
+    except Exception:  # no driver library to ask
+        driver = 0
+    runtime = _cuda_version(int(cupy.cuda.runtime.runtimeGetVersion()))
+    if driver == 0:
+        return (
+            f"no NVIDIA driver is loaded ({err}); install the NVIDIA driver, or use "
+            "GPUNET_BACKEND=numpy"
+        )
+    return (
+        f"{err} (the driver supports CUDA {_cuda_version(driver)}, CuPy's runtime is CUDA "
+        f"{runtime}: update the driver or install the CuPy built for it)"
+    )
 
 
 def _device_index(count: int) -> int:
@@ -417,15 +444,37 @@ def kernel(op: str, namespace_: ModuleType) -> Any:
     return _KERNEL_CACHE[key]
 
 
-def _check_numba_cuda() -> None:
+def _check_numba_cuda(cupy: ModuleType | None = None) -> None:
+    """numba.cuda imports; given CuPy (with a GPU), it also sees that GPU and is built for
+    a CUDA version the driver supports (else its kernels would not load)."""
     try:
-        from numba import cuda  # noqa: F401
+        from numba import cuda
     except Exception as err:  # numba-cuda missing, or built against another NumPy
         raise BackendError(
             f"the CUDA kernels need numba.cuda, which does not import here ({err!r}); "
             f"install numba-cuda for this NumPy ({np.__version__}), or set GPUNET_KERNELS=0 "
             f"to run on CuPy's own operations"
         ) from err
+    if cupy is None:
+        return
+    if not cuda.is_available():
+        reason = str(cuda.cuda_error() or "no reason given").strip().splitlines()[0]
+        raise BackendError(
+            f"numba-cuda does not see the GPU that CuPy uses ({reason}); the CUDA kernels "
+            "need it: install numba-cuda for this driver, or set GPUNET_KERNELS=0 to run on "
+            "CuPy's own operations"
+        )
+    numba_major = int(cuda.runtime.get_version()[0])
+    driver = int(cupy.cuda.runtime.driverGetVersion())
+    if numba_major > driver // 1000:
+        raise BackendError(
+            f"numba-cuda is built for CUDA {numba_major} but the driver supports CUDA "
+            f"{_cuda_version(driver)} (CuPy: CUDA "
+            f"{_cuda_version(int(cupy.cuda.runtime.runtimeGetVersion()))}), so its kernels "
+            f"would not load: install numba-cuda for CUDA {driver // 1000} "
+            f"(pip install 'gpunet[cuda{driver // 1000}]'), or set GPUNET_KERNELS=0 to run "
+            "on CuPy's own operations"
+        )
 
 
 # (op, namespace name) -> kernel or None; asked on every call of an op, so remembered

@@ -24,9 +24,9 @@ import numba
 import numpy as np
 
 from . import _parallel
-from ._cuda import launch, numba_cuda
+from ._cuda import WIDE, array_library, index_builds, index_math, launch_indexed, numba_cuda
 from ._geometry import output_hw
-from ._index import input_coord, output_coord, unravel_nchw
+from ._index import input_coord
 from ._jit import cpu_kernel
 
 # --------------------------------------------------------------------------- CPU kernels
@@ -302,18 +302,16 @@ def conv2d_backward_cpu(
 
 
 # --------------------------------------------------------------------------- CUDA
+# One thread per element; float32 data stays in float32 (typed zeros, no float64
+# literals), and flat indices are split by ``_cuda.index_math``: 32-bit division below
+# ``INDEX32_LIMIT`` elements, 64-bit in the ``_int64`` builds above it.
 
 
 cuda = None  # numba.cuda, set by cuda_kernels()
 
 
-@functools.cache
-def cuda_kernels():
-    """The CUDA kernels, compiled on first use."""
-    # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
-    # references for its own when it runs a kernel.
-    global cuda
-    cuda = numba_cuda()
+def _build_cuda(wide):
+    divide, unravel_nchw, output_coord = index_math(wide)
 
     @cuda.jit
     def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh_count, ow_count):
@@ -321,31 +319,25 @@ def cuda_kernels():
         columns = col.shape[1]
         if index >= col.shape[0] * columns:
             return
-        row = index // columns
-        rest = index - row * columns
-        plane = oh_count * ow_count
-        n = rest // plane
-        p = rest - n * plane
-        oh = p // ow_count
-        ow = p - oh * ow_count
-        c = row // (kh * kw)
-        i = (row // kw) % kh
-        j = row % kw
+        row, rest = divide(index, columns)
+        n, p = divide(rest, oh_count * ow_count)
+        oh, ow = divide(p, ow_count)
+        channel_tap, j = divide(row, kw)
+        c, i = divide(channel_tap, kh)
         ih = input_coord(oh, i, sh, ph, dh)
         iw = input_coord(ow, j, sw, pw, dw)
         if 0 <= ih < x.shape[2] and 0 <= iw < x.shape[3]:
             col[row, rest] = x[n, c, ih, iw]
         else:
-            col[row, rest] = 0
+            col[row, rest] = col.dtype.type(0)
 
     @cuda.jit
     def col2im(col, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh_count, ow_count):
         index = cuda.grid(1)
-        n_count, c_count, h_count, w_count = dx.shape
-        if index >= n_count * c_count * h_count * w_count:
+        if index >= dx.size:
             return
-        n, c, ih, iw = unravel_nchw(index, c_count, h_count, w_count)
-        total = 0.0
+        n, c, ih, iw = unravel_nchw(index, dx.shape[1], dx.shape[2], dx.shape[3])
+        total = dx.dtype.type(0)
         for i in range(kh):
             oh = output_coord(ih, i, sh, ph, dh, oh_count)
             if oh < 0:
@@ -360,24 +352,20 @@ def cuda_kernels():
     @cuda.jit
     def conv_output(y, bias, out):
         index = cuda.grid(1)
-        n_count, o_count, plane = out.shape
-        if index >= n_count * o_count * plane:
+        if index >= out.size:
             return
-        p = index % plane
-        o = (index // plane) % o_count
-        n = index // (plane * o_count)
-        out[n, o, p] = y[o, n * plane + p] + bias[o]
+        rest, p = divide(index, out.shape[2])
+        n, o = divide(rest, out.shape[1])
+        out[n, o, p] = y[o, n * out.shape[2] + p] + bias[o]
 
     @cuda.jit
     def conv_grad_output(grad, out):
         index = cuda.grid(1)
-        n_count, o_count, plane = grad.shape
-        if index >= n_count * o_count * plane:
+        if index >= grad.size:
             return
-        p = index % plane
-        n = (index // plane) % n_count
-        o = index // (plane * n_count)
-        out[o, n * plane + p] = grad[n, o, p]
+        rest, p = divide(index, grad.shape[2])
+        o, n = divide(rest, grad.shape[0])
+        out[o, n * grad.shape[2] + p] = grad[n, o, p]
 
     return {
         "im2col": im2col,
@@ -387,15 +375,42 @@ def cuda_kernels():
     }
 
 
-def gemm_conv2d_forward(lib, x, weight, bias, stride, padding, dilation):
-    """The CUDA forward on arrays of ``lib``: im2col of the whole batch, then one GEMM.
+@functools.cache
+def cuda_kernels():
+    """The CUDA kernels (both index builds, see ``_cuda.index_builds``), compiled on first use."""
+    # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
+    # references for its own when it runs a kernel.
+    global cuda
+    cuda = numba_cuda()
+    return index_builds(_build_cuda)
 
-    ``lib`` is CuPy (the tests pass NumPy, under the CUDA simulator). A GPU streams the
-    whole batch's column matrix at hundreds of GB/s, so it is built once and multiplied
-    in one cuBLAS GEMM; blocking it, as on the CPU, would only add launches. Returns
-    ``(y, col)``; ``col`` (a new array) is what ``gemm_conv2d_backward`` needs.
+
+def cuda_signatures(dtype):
+    """The argument types each kernel of ``cuda_kernels()`` is launched with, for float
+    dtype ``dtype`` (``numba.types.float32`` or ``float64``)."""
+    from numba import types
+
+    matrix, t3, t4 = dtype[:, ::1], dtype[:, :, ::1], dtype[:, :, :, ::1]
+    geometry = (types.int64,) * 10  # kh, kw, sh, sw, ph, pw, dh, dw, OH, OW
+    signatures = {
+        "im2col": (t4, matrix, *geometry),
+        "col2im": (matrix, t4, *geometry),
+        "conv_output": (matrix, dtype[::1], t3),
+        "conv_grad_output": (t3, matrix),
+    }
+    return {**signatures, **{name + WIDE: found for name, found in signatures.items()}}
+
+
+def conv2d_forward_cuda(x, weight, bias, stride, padding, dilation, workspace=None):
+    """Convolution on CuPy arrays (NumPy arrays under the simulator): im2col of the whole
+    batch, one GEMM, then the move to NCHW with the bias added.
+
+    A GPU streams the whole batch's column matrix at hundreds of GB/s, so it is built
+    once and multiplied in one cuBLAS GEMM; blocking it, as on the CPU, would only add
+    launches. Returns ``(y, col)``; ``col`` (a new array) is what
+    ``conv2d_backward_cuda`` needs. ``workspace`` is not used.
     """
-    kernels = cuda_kernels()
+    lib, kernels = array_library(x), cuda_kernels()
     n, o = x.shape[0], weight.shape[0]
     kh, kw = weight.shape[2], weight.shape[3]
     oh, ow = output_hw(x.shape[2:], (kh, kw), stride, padding, dilation)
@@ -404,49 +419,34 @@ def gemm_conv2d_forward(lib, x, weight, bias, stride, padding, dilation):
     col = lib.empty((k, n * oh * ow), dtype=dtype)
     x = lib.ascontiguousarray(x, dtype=dtype)
     geometry = (kh, kw, *stride, *padding, *dilation, oh, ow)
-    launch(kernels["im2col"], col.size, x, col, *geometry)
+    launch_indexed(kernels, "im2col", col.size, x, col, *geometry)
     bias = lib.zeros((o,), dtype=dtype) if bias is None else bias.astype(dtype, copy=False)
     product = lib.ascontiguousarray(weight.reshape(o, k).astype(dtype, copy=False) @ col)
     y = lib.empty((n, o, oh * ow), dtype=dtype)
-    launch(kernels["conv_output"], y.size, product, bias, y)
+    launch_indexed(kernels, "conv_output", y.size, product, bias, y)
     return y.reshape(n, o, oh, ow), col
-
-
-def gemm_conv2d_backward(lib, grad, col, weight, x_shape, stride, padding, dilation, input_grad):
-    """Gradients of ``gemm_conv2d_forward``: ``(d x or None, d weight, d bias)``."""
-    kernels = cuda_kernels()
-    n, o = grad.shape[0], grad.shape[1]
-    oh, ow = grad.shape[2], grad.shape[3]
-    kh, kw = weight.shape[2], weight.shape[3]
-    dtype = lib.result_type(grad, weight, col)
-    g = lib.empty((o, n * oh * ow), dtype=dtype)
-    grad = lib.ascontiguousarray(grad, dtype=dtype).reshape(n, o, oh * ow)
-    launch(kernels["conv_grad_output"], g.size, grad, g)
-    weight = weight.astype(dtype, copy=False)
-    weight_grad = (g @ col.T).reshape(weight.shape)
-    bias_grad = lib.sum(g, axis=1)
-    if not input_grad:
-        return None, weight_grad, bias_grad
-    col_grad = lib.ascontiguousarray(weight.reshape(o, col.shape[0]).T @ g)
-    dx = lib.empty(tuple(x_shape), dtype=dtype)
-    geometry = (kh, kw, *stride, *padding, *dilation, oh, ow)
-    launch(kernels["col2im"], dx.size, col_grad, dx, *geometry)
-    return dx, weight_grad, bias_grad
-
-
-def conv2d_forward_cuda(x, weight, bias, stride, padding, dilation, workspace=None):
-    """CUDA convolution on CuPy arrays (see ``gemm_conv2d_forward``)."""
-    import cupy
-
-    return gemm_conv2d_forward(cupy, x, weight, bias, stride, padding, dilation)
 
 
 def conv2d_backward_cuda(
     grad, saved, weight, x_shape, stride, padding, dilation, input_grad=True, workspace=None
 ):
-    """Gradients of ``conv2d_forward_cuda`` on CuPy arrays."""
-    import cupy
-
-    return gemm_conv2d_backward(
-        cupy, grad, saved, weight, x_shape, stride, padding, dilation, input_grad
-    )
+    """Gradients ``(d x or None, d weight, d bias)`` of ``conv2d_forward_cuda``;
+    ``saved`` is its column matrix."""
+    lib, kernels = array_library(grad), cuda_kernels()
+    n, o = grad.shape[0], grad.shape[1]
+    oh, ow = grad.shape[2], grad.shape[3]
+    kh, kw = weight.shape[2], weight.shape[3]
+    dtype = lib.result_type(grad, weight, saved)
+    g = lib.empty((o, n * oh * ow), dtype=dtype)
+    grad = lib.ascontiguousarray(grad, dtype=dtype).reshape(n, o, oh * ow)
+    launch_indexed(kernels, "conv_grad_output", g.size, grad, g)
+    weight = weight.astype(dtype, copy=False)
+    weight_grad = (g @ saved.T).reshape(weight.shape)
+    bias_grad = lib.sum(g, axis=1)
+    if not input_grad:
+        return None, weight_grad, bias_grad
+    col_grad = lib.ascontiguousarray(weight.reshape(o, saved.shape[0]).T @ g)
+    dx = lib.empty(tuple(x_shape), dtype=dtype)
+    geometry = (kh, kw, *stride, *padding, *dilation, oh, ow)
+    launch_indexed(kernels, "col2im", dx.size, col_grad, dx, *geometry)
+    return dx, weight_grad, bias_grad

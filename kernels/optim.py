@@ -6,12 +6,12 @@ written once as an ``@njit(inline="always")`` helper and called from a CPU kerne
 serial kernel per rule, run over slices of a large parameter by gpunet's threads) and a
 CUDA kernel (``@cuda.jit``, one thread per element).
 
-The wrappers ``<rule>_cpu`` (NumPy) and ``<rule>_cuda`` (CuPy) take the parameter, its
-gradient and its state arrays (all C-contiguous, of one dtype) and change the parameter
-and the state in place. Hyper-parameters travel as one tuple cast to the arrays' dtype,
-so a float32 parameter is updated in float32 arithmetic, as the reference does, and each
-kernel has exactly two signatures (float32, float64). ``launch_<rule>`` runs the CUDA
-kernel on any arrays the CUDA target accepts, so the simulator can test it on NumPy.
+The wrappers ``<rule>_cpu`` (NumPy) and ``<rule>_cuda`` (CuPy, or NumPy under the CUDA
+simulator) take the parameter, its gradient and its state arrays (all C-contiguous, of
+one dtype) and change the parameter and the state in place. Hyper-parameters travel as
+one tuple of scalars cast to the arrays' dtype and switches as bools, so a float32
+parameter is updated in float32 arithmetic, as the reference does, and each kernel has
+exactly two signatures (float32, float64: ``cuda_signatures``).
 
 The ops ``sgd``, ``adagrad``, ``rmsprop`` and ``adam`` are registered by ``gpunet.optim``.
 """
@@ -84,8 +84,9 @@ def adam_scalar(p, g, m, v, v_max, hyper):
     m = m + beta1_keep * (g - m)
     v = beta2 * v + beta2_keep * (g * g)
     # A conditional, not max(): the CUDA target built into numba 0.66+ cannot compile a
-    # two-argument max (numba issue 10753; numba-cuda can).
-    v_max = (v if v > v_max else v_max) if amsgrad else v_max
+    # two-argument max (numba issue 10753; numba-cuda can). A NaN on either side wins,
+    # as in the reference's maximum (and PyTorch's).
+    v_max = (v if v > v_max or v != v else v_max) if amsgrad else v_max
     denom = math.sqrt(v_max if amsgrad else v) / bc2_sqrt + eps
     return p - step_size * (m / denom), m, v, v_max
 
@@ -255,6 +256,25 @@ def cuda_kernels():
     return {"sgd": sgd, "adagrad": adagrad, "rmsprop": rmsprop, "adam": adam}
 
 
+def cuda_signatures(dtype):
+    """The argument types each kernel of ``cuda_kernels()`` is launched with, for float
+    dtype ``dtype`` (``numba.types.float32`` or ``float64``): flat arrays and the tuple of
+    hyper-parameters (scalars in ``dtype``, then the switches) that ``_<rule>_scalars``
+    makes."""
+    from numba import types
+
+    def hyper(scalars, switches):
+        return types.Tuple((dtype,) * scalars + (types.boolean,) * switches)
+
+    flat = dtype[::1]
+    return {
+        "sgd": (flat, flat, flat, hyper(4, 3)),
+        "adagrad": (flat, flat, flat, hyper(3, 0)),
+        "rmsprop": (flat,) * 5 + (hyper(6, 2),),
+        "adam": (flat,) * 5 + (hyper(8, 1),),
+    }
+
+
 # --------------------------------------------------------------------------- scalars
 
 
@@ -302,9 +322,8 @@ def _launch(rule, arrays, hyper):
 
 
 # --------------------------------------------------------------------------- wrappers
-# ``<rule>_cpu`` update NumPy arrays, ``<rule>_cuda`` CuPy arrays on CuPy's current
-# stream; ``launch_<rule>`` runs the CUDA kernel on any arrays the CUDA target accepts
-# (NumPy arrays under the simulator). Without momentum the buffer slot is neither read
+# ``<rule>_cpu`` update NumPy arrays; ``<rule>_cuda`` CuPy arrays on CuPy's current
+# stream, or NumPy arrays under the simulator. Without momentum the buffer slot is neither read
 # nor written, so any array of the parameter's size may fill it; the same holds for the
 # unused slots of RMSprop and Adam.
 
@@ -331,28 +350,23 @@ def adam_cpu(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
     _run_cpu(_adam_cpu, arrays, _adam_scalars(param.dtype, **hyper), 4)
 
 
-def launch_sgd(param, grad, momentum_buffer, **hyper):
-    """Run the CUDA SGD kernel."""
+def sgd_cuda(param, grad, momentum_buffer, **hyper):
+    """SGD step in place on CuPy arrays (NumPy arrays under the simulator)."""
     _launch("sgd", (param, grad, momentum_buffer), _sgd_scalars(param.dtype, **hyper))
 
 
-def launch_adagrad(param, grad, state_sum, **hyper):
-    """Run the CUDA Adagrad kernel."""
+def adagrad_cuda(param, grad, state_sum, **hyper):
+    """Adagrad step in place on CuPy arrays (NumPy arrays under the simulator)."""
     _launch("adagrad", (param, grad, state_sum), _adagrad_scalars(param.dtype, **hyper))
 
 
-def launch_rmsprop(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
-    """Run the CUDA RMSprop kernel."""
+def rmsprop_cuda(param, grad, square_avg, grad_avg, momentum_buffer, **hyper):
+    """RMSprop step in place on CuPy arrays (NumPy arrays under the simulator)."""
     arrays = (param, grad, square_avg, grad_avg, momentum_buffer)
     _launch("rmsprop", arrays, _rmsprop_scalars(param.dtype, **hyper))
 
 
-def launch_adam(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
-    """Run the CUDA Adam kernel."""
+def adam_cuda(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, **hyper):
+    """Adam/AdamW step in place on CuPy arrays (NumPy arrays under the simulator)."""
     arrays = (param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
     _launch("adam", arrays, _adam_scalars(param.dtype, **hyper))
-
-
-# CuPy arrays: the launch helper queues the kernel on CuPy's current stream.
-sgd_cuda, adagrad_cuda, rmsprop_cuda = launch_sgd, launch_adagrad, launch_rmsprop
-adam_cuda = launch_adam

@@ -20,9 +20,9 @@ import numba
 import numpy as np
 
 from . import _parallel
-from ._cuda import launch, numba_cuda
+from ._cuda import WIDE, array_library, index_builds, index_math, launch_indexed, numba_cuda
 from ._geometry import output_hw
-from ._index import input_coord, output_coord, unravel_nchw
+from ._index import input_coord
 from ._jit import cpu_kernel
 
 # --------------------------------------------------------------------------- CPU kernels
@@ -255,27 +255,25 @@ def avg_pool2d_backward_cpu(grad, x_shape, kernel_size, stride, padding):
 
 
 # --------------------------------------------------------------------------- CUDA
+# One thread per output (forward) or per input element (backward, gathering from the
+# windows that read it). float32 data stays in float32 (typed constants), and flat
+# indices are split by ``_cuda.index_math``: 32-bit division below ``INDEX32_LIMIT``
+# elements, 64-bit in the ``_int64`` builds above it.
 
 
 cuda = None  # numba.cuda, set by cuda_kernels()
 
 
-@functools.cache
-def cuda_kernels():
-    """The CUDA pooling kernels, compiled on first use."""
-    # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
-    # references for its own when it runs a kernel.
-    global cuda
-    cuda = numba_cuda()
+def _build_cuda(wide):
+    _, unravel_nchw, output_coord = index_math(wide)
 
     @cuda.jit
     def max_forward(x, y, argmax, kh, kw, sh, sw, ph, pw):
         index = cuda.grid(1)
-        n_count, c_count, oh_count, ow_count = y.shape
-        if index >= n_count * c_count * oh_count * ow_count:
+        if index >= y.size:
             return
-        n, c, oh, ow = unravel_nchw(index, c_count, oh_count, ow_count)
-        best = -math.inf
+        n, c, oh, ow = unravel_nchw(index, y.shape[1], y.shape[2], y.shape[3])
+        best = y.dtype.type(-math.inf)
         best_tap = -1
         for i in range(kh):
             ih = input_coord(oh, i, sh, ph, 1)
@@ -295,11 +293,10 @@ def cuda_kernels():
     @cuda.jit
     def max_backward(grad, argmax, dx, kh, kw, sh, sw, ph, pw):
         index = cuda.grid(1)
-        n_count, c_count, h_count, w_count = dx.shape
-        if index >= n_count * c_count * h_count * w_count:
+        if index >= dx.size:
             return
-        n, c, ih, iw = unravel_nchw(index, c_count, h_count, w_count)
-        total = 0.0
+        n, c, ih, iw = unravel_nchw(index, dx.shape[1], dx.shape[2], dx.shape[3])
+        total = dx.dtype.type(0)
         for i in range(kh):
             oh = output_coord(ih, i, sh, ph, 1, grad.shape[2])
             if oh < 0:
@@ -313,11 +310,10 @@ def cuda_kernels():
     @cuda.jit
     def avg_forward(x, y, kh, kw, sh, sw, ph, pw):
         index = cuda.grid(1)
-        n_count, c_count, oh_count, ow_count = y.shape
-        if index >= n_count * c_count * oh_count * ow_count:
+        if index >= y.size:
             return
-        n, c, oh, ow = unravel_nchw(index, c_count, oh_count, ow_count)
-        total = 0.0
+        n, c, oh, ow = unravel_nchw(index, y.shape[1], y.shape[2], y.shape[3])
+        total = y.dtype.type(0)
         for i in range(kh):
             ih = input_coord(oh, i, sh, ph, 1)
             if ih < 0 or ih >= x.shape[2]:
@@ -326,16 +322,15 @@ def cuda_kernels():
                 iw = input_coord(ow, j, sw, pw, 1)
                 if 0 <= iw < x.shape[3]:
                     total += x[n, c, ih, iw]
-        y[n, c, oh, ow] = total / (kh * kw)
+        y[n, c, oh, ow] = total / y.dtype.type(kh * kw)
 
     @cuda.jit
     def avg_backward(grad, dx, kh, kw, sh, sw, ph, pw):
         index = cuda.grid(1)
-        n_count, c_count, h_count, w_count = dx.shape
-        if index >= n_count * c_count * h_count * w_count:
+        if index >= dx.size:
             return
-        n, c, ih, iw = unravel_nchw(index, c_count, h_count, w_count)
-        total = 0.0
+        n, c, ih, iw = unravel_nchw(index, dx.shape[1], dx.shape[2], dx.shape[3])
+        total = dx.dtype.type(0)
         for i in range(kh):
             oh = output_coord(ih, i, sh, ph, 1, grad.shape[2])
             if oh < 0:
@@ -344,7 +339,7 @@ def cuda_kernels():
                 ow = output_coord(iw, j, sw, pw, 1, grad.shape[3])
                 if ow >= 0:
                     total += grad[n, c, oh, ow]
-        dx[n, c, ih, iw] = total / (kh * kw)
+        dx[n, c, ih, iw] = total / dx.dtype.type(kh * kw)
 
     return {
         "max_forward": max_forward,
@@ -354,48 +349,73 @@ def cuda_kernels():
     }
 
 
-def launch_pool(name, size, *args):
-    """Run pooling kernel ``name`` over ``size`` threads (NumPy arrays under the simulator)."""
-    launch(cuda_kernels()[name], size, *args)
+@functools.cache
+def cuda_kernels():
+    """The CUDA pooling kernels (both index builds, see ``_cuda.index_builds``), compiled
+    on first use."""
+    # A module global, not a local: the CUDA simulator swaps module-level ``cuda``
+    # references for its own when it runs a kernel.
+    global cuda
+    cuda = numba_cuda()
+    return index_builds(_build_cuda)
+
+
+def cuda_signatures(dtype):
+    """The argument types each kernel of ``cuda_kernels()`` is launched with, for float
+    dtype ``dtype`` (``numba.types.float32`` or ``float64``)."""
+    from numba import types
+
+    t4, taps = dtype[:, :, :, ::1], types.int32[:, :, :, ::1]
+    geometry = (types.int64,) * 6  # kh, kw, sh, sw, ph, pw
+    signatures = {
+        "max_forward": (t4, t4, taps, *geometry),
+        "max_backward": (t4, taps, t4, *geometry),
+        "avg_forward": (t4, t4, *geometry),
+        "avg_backward": (t4, t4, *geometry),
+    }
+    return {**signatures, **{name + WIDE: found for name, found in signatures.items()}}
+
+
+# The wrappers take CuPy arrays, or NumPy arrays under the simulator.
 
 
 def max_pool2d_forward_cuda(x, kernel_size, stride, padding):
-    """CUDA max-pool forward on CuPy arrays (see ``max_pool2d_forward_cpu``)."""
-    import cupy
-
+    """CUDA max-pool forward: ``(y, argmax)`` (see ``max_pool2d_forward_cpu``)."""
+    lib = array_library(x)
     shape = _output_shape(x.shape, kernel_size, stride, padding)
-    y = cupy.empty(shape, dtype=x.dtype)
-    argmax = cupy.empty(shape, dtype=cupy.int32)
-    x = cupy.ascontiguousarray(x)
-    launch_pool("max_forward", y.size, x, y, argmax, *kernel_size, *stride, *padding)
+    y = lib.empty(shape, dtype=x.dtype)
+    argmax = lib.empty(shape, dtype=lib.int32)
+    x = lib.ascontiguousarray(x)
+    geometry = (*kernel_size, *stride, *padding)
+    launch_indexed(cuda_kernels(), "max_forward", y.size, x, y, argmax, *geometry)
     return y, argmax
 
 
 def max_pool2d_backward_cuda(grad, argmax, x_shape, kernel_size, stride, padding):
-    """CUDA max-pool backward on CuPy arrays."""
-    import cupy
-
-    dx = cupy.empty(tuple(x_shape), dtype=grad.dtype)
-    grad = cupy.ascontiguousarray(grad)
-    launch_pool("max_backward", dx.size, grad, argmax, dx, *kernel_size, *stride, *padding)
+    """CUDA max-pool backward."""
+    lib = array_library(grad)
+    dx = lib.empty(tuple(x_shape), dtype=grad.dtype)
+    grad = lib.ascontiguousarray(grad)
+    geometry = (*kernel_size, *stride, *padding)
+    launch_indexed(cuda_kernels(), "max_backward", dx.size, grad, argmax, dx, *geometry)
     return dx
 
 
 def avg_pool2d_forward_cuda(x, kernel_size, stride, padding):
-    """CUDA average-pool forward on CuPy arrays."""
-    import cupy
-
-    y = cupy.empty(_output_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
-    x = cupy.ascontiguousarray(x)
-    launch_pool("avg_forward", y.size, x, y, *kernel_size, *stride, *padding)
+    """CUDA average-pool forward."""
+    lib = array_library(x)
+    y = lib.empty(_output_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
+    x = lib.ascontiguousarray(x)
+    geometry = (*kernel_size, *stride, *padding)
+    launch_indexed(cuda_kernels(), "avg_forward", y.size, x, y, *geometry)
     return y
 
 
 def avg_pool2d_backward_cuda(grad, x_shape, kernel_size, stride, padding):
-    """CUDA average-pool backward on CuPy arrays."""
-    import cupy
-
-    dx = cupy.empty(tuple(x_shape), dtype=grad.dtype)
-    grad = cupy.ascontiguousarray(grad)
-    launch_pool("avg_backward", dx.size, grad, dx, *kernel_size, *stride, *padding)
+    """CUDA average-pool backward."""
+    lib = array_library(grad)
+    dx = lib.empty(tuple(x_shape), dtype=grad.dtype)
+    grad = lib.ascontiguousarray(grad)
+    geometry = (*kernel_size, *stride, *padding)
+    launch_indexed(cuda_kernels(), "avg_backward", dx.size, grad, dx, *geometry)
     return dx

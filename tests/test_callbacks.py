@@ -316,7 +316,7 @@ def test_terminate_on_nan_stops_at_the_batch_and_names_the_layer(rng, capsys):
     assert math.isnan(stopper.report["loss"])
     # the NaN weight sits in layer 2, but it poisons every gradient below it too
     assert (stopper.report["layer"], stopper.report["parameter"]) == ("0", "weight")
-    assert optimizer.step_count == 5 + 4  # stopped right after the bad batch
+    assert optimizer.step_count == 5 + 5  # no bar, no read mid-epoch: stopped after it
     assert len(history) == 2
     assert capsys.readouterr().out.strip() == (
         "TerminateOnNaN: loss is nan at epoch 2, batch 4; first non-finite gradient in layer "

@@ -2,7 +2,7 @@
 
 CPU kernels (NumPy) and CUDA kernels (CuPy) are compared with the reference ops on the
 same backend for many random geometries (hypothesis), in float32 and float64. The CUDA
-kernels also run under the Numba CUDA simulator (marker ``cudasim``) on tiny shapes.
+kernels also run under Numba's CUDA simulator: tests/test_cuda_kernels.py.
 """
 
 from __future__ import annotations
@@ -152,101 +152,6 @@ def test_threaded_kernels_match_reference(rng, monkeypatch):
         dx_ref = pool_ops.max_pool2d_backward(y, cache_ref)
     np.testing.assert_array_equal(gpunet.to_numpy(y), gpunet.to_numpy(y_ref))
     _assert_close(pool_ops.max_pool2d_backward(y, cache), dx_ref, "float32")
-
-
-# --------------------------------------------------------------------------- cudasim
-
-CUDASIM_CASES = [
-    ((1, 2, 4, 3), (2, 2), (1, 1), (1, 0), (1, 1)),
-    ((2, 1, 5, 4), (2, 1), (2, 1), (0, 1), (2, 1)),
-]
-
-
-@pytest.mark.cudasim
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("case", CUDASIM_CASES, ids=["pad", "stride-dilation"])
-def test_cuda_conv_kernels_under_simulator(case, dtype, rng):
-    from gpunet.kernels import conv as kernels
-    from gpunet.kernels._cuda import launch
-
-    shape, kernel, stride, padding, dilation = case
-    geometry = (*kernel, *stride, *padding, *dilation)
-    geometry += conv_ops.output_hw(shape[2:], kernel, stride, padding, dilation)
-    x = rng.standard_normal(shape).astype(dtype)
-    expected = conv_ops.im2col(x, *case[1:])
-    col = np.empty(expected.shape, dtype=dtype)
-    launch(kernels.cuda_kernels()["im2col"], col.size, x, col, *geometry)
-    np.testing.assert_array_equal(col, expected)
-    grad = rng.standard_normal(col.shape).astype(dtype)
-    dx = np.empty(shape, dtype=dtype)
-    launch(kernels.cuda_kernels()["col2im"], dx.size, grad, dx, *geometry)
-    geometry = case[1:]
-    _assert_close(dx, conv_ops.col2im(grad, shape, *geometry), dtype)
-
-
-@pytest.mark.cudasim
-@pytest.mark.parametrize(("input_grad", "x_dtype"), [(True, "float64"), (False, "float32")])
-def test_cuda_conv2d_under_simulator(input_grad, x_dtype, rng):
-    """The CUDA forward and backward (im2col, GEMM, layout moves, col2im) on NumPy arrays;
-    a float32 input into float64 weights is promoted as on the reference path."""
-    from gpunet.kernels import conv as kernels
-
-    geometry = ((2, 1), (1, 0), (1, 2))
-    x = rng.standard_normal((2, 2, 4, 5)).astype(x_dtype)
-    weight = rng.standard_normal((3, 2, 2, 2))
-    bias = rng.standard_normal(3)
-    y, col = kernels.gemm_conv2d_forward(np, x, weight, bias, *geometry)
-    y_ref, col_ref = conv_ops._reference_forward(x, weight, bias, *geometry)
-    assert y.dtype == y_ref.dtype == np.float64
-    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
-    grad = rng.standard_normal(y.shape)
-    fast = kernels.gemm_conv2d_backward(np, grad, col, weight, x.shape, *geometry, input_grad)
-    cache = conv_ops.ConvCache(col_ref, x.shape, *geometry, fast=False)
-    reference = conv_ops.conv2d_backward(grad, cache, weight, input_grad)
-    for actual, expected in zip(fast, reference, strict=True):
-        if expected is None:
-            assert actual is None
-        else:
-            np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.cudasim
-def test_cuda_layout_kernels_under_simulator(rng):
-    from gpunet.kernels import conv as kernels
-    from gpunet.kernels._cuda import launch
-
-    y2d, bias = rng.standard_normal((3, 2 * 4)), rng.standard_normal(3)
-    out = np.empty((2, 3, 4))
-    launch(kernels.cuda_kernels()["conv_output"], out.size, y2d, bias, out)
-    np.testing.assert_allclose(out, y2d.reshape(3, 2, 4).transpose(1, 0, 2) + bias[:, None])
-    moved = np.empty((3, 8))
-    launch(kernels.cuda_kernels()["conv_grad_output"], moved.size, out, moved)
-    np.testing.assert_array_equal(moved, out.transpose(1, 0, 2).reshape(3, 8))
-
-
-@pytest.mark.cudasim
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_cuda_pool_kernels_under_simulator(dtype, rng, monkeypatch):
-    from gpunet.kernels import pool as kernels
-
-    monkeypatch.setenv("GPUNET_KERNELS", "0")
-    shape, kernel, stride, padding = (1, 2, 5, 4), (3, 2), (2, 1), (1, 1)
-    x = rng.standard_normal(shape).astype(dtype)
-    y_ref, cache = pool_ops.max_pool2d(x, kernel, stride, padding)
-    y, argmax = np.empty(y_ref.shape, dtype=dtype), np.empty(y_ref.shape, dtype=np.int32)
-    kernels.launch_pool("max_forward", y.size, x, y, argmax, *kernel, *stride, *padding)
-    np.testing.assert_array_equal(y, y_ref)
-    np.testing.assert_array_equal(argmax, cache.argmax)
-    grad = rng.standard_normal(y.shape).astype(dtype)
-    dx = np.empty(shape, dtype=dtype)
-    kernels.launch_pool("max_backward", dx.size, grad, argmax, dx, *kernel, *stride, *padding)
-    _assert_close(dx, pool_ops.max_pool2d_backward(grad, cache), dtype)
-    avg_ref, avg_cache = pool_ops.avg_pool2d(x, kernel, stride, padding)
-    avg = np.empty(avg_ref.shape, dtype=dtype)
-    kernels.launch_pool("avg_forward", avg.size, x, avg, *kernel, *stride, *padding)
-    _assert_close(avg, avg_ref, dtype)
-    kernels.launch_pool("avg_backward", dx.size, grad, dx, *kernel, *stride, *padding)
-    _assert_close(dx, pool_ops.avg_pool2d_backward(grad, avg_cache), dtype)
 
 
 @pytest.mark.skipif(backend.name() != "numpy", reason="the CPU kernels take NumPy arrays")

@@ -2,15 +2,16 @@
 
 The loop is the manual one, written once::
 
-    for xb, yb in batches:                 # each batch moves to the device once
+    for xb, yb in batches:                 # the data move to the device once per epoch
         optimizer.zero_grad()
         loss = loss_fn(model(xb), yb)      # + regularizers.penalty(model)
         model.backward(loss_fn.backward())
         optimizer.step()
 
 plus what makes it pleasant: validation, metrics, a progress bar, callbacks. Losses and
-metrics are summed on the device; the host reads them at most ``REFRESH_SECONDS`` apart
-for the bar and once per epoch, so a GPU never waits for the bookkeeping.
+metrics are summed on the device; the host reads them, all in one transfer, at most
+``REFRESH_SECONDS`` apart for the bar and once per epoch, so a GPU never waits for the
+bookkeeping (``TerminateOnNaN`` looks at those same reads).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from gpunet import backend, distributed, regularizers
 from gpunet.callbacks.base import Callback
-from gpunet.data.batches import epoch_order, take_rows
+from gpunet.data.batches import epoch_batches, epoch_order, take_rows
 from gpunet.nn.layer import Layer, Sequential
 from gpunet.training import metrics as metrics_module
 from gpunet.training.history import History
@@ -58,7 +59,8 @@ def fit(
             ``gpunet.regularizers.penalty(model)`` when the model has regularizers.
         optimizer: an optimizer over ``model.parameters()``.
         x: inputs, samples on axis 0 (NumPy or any backend's array; NumPy data on a GPU
-            backend moves one batch at a time).
+            backend move to it once per epoch, in chunks of whole batches: see
+            ``gpunet.data.batches``).
         y: targets with as many samples as ``x``.
         epochs: train until this epoch index (exclusive), starting at ``initial_epoch``.
         batch_size: samples per update (default 32); None for full-batch gradient
@@ -168,6 +170,10 @@ class Trainer:
             known before ``on_train_begin`` so callbacks can check what they monitor.
         history: the ``History`` being recorded.
         epochs: the ``epochs`` argument of ``fit``.
+        read_logs: the epoch's running numbers as the host last read them from the
+            device (for the progress bar, and at the end of the epoch), as floats.
+        read_batch: the last batch those numbers include (-1: none read this epoch);
+            equal to the batch passed to ``on_batch_end`` when they were read after it.
     """
 
     def __init__(
@@ -192,8 +198,10 @@ class Trainer:
         self.history: History | None = None
         self.epochs = 0
         self._totals: dict[str, Any] = {}
-        self._seen, self._step = 0, 1
+        self._seen, self._step, self._batch = 0, 1, -1
         self._local_batch = batch_size
+        self.read_logs: dict[str, float] = {}
+        self.read_batch = -1
 
     def run(
         self,
@@ -275,16 +283,12 @@ class Trainer:
         count = n if order is None else len(order)
         step = count if self._local_batch is None else self._local_batch
         self._totals = {name: 0.0 for name in ("loss", *self.metrics)}
-        self._seen, self._step = 0, step
+        self._seen, self._step, self._batch = 0, step, -1
+        self.read_logs, self.read_batch = {}, -1
         progress.epoch_begin(epoch, self._running_logs)
         model.train()
-        for batch, start in enumerate(range(0, count, step)):
-            stop = min(start + step, count)
-            if order is None:
-                xb, yb = _rows(x, start, stop, self.dtype), _rows(y, start, stop, self.dtype)
-            else:
-                index = order[start:stop]
-                xb, yb = take_rows(x, index, self.dtype), take_rows(y, index, self.dtype)
+        for batch, (xb, yb) in enumerate(epoch_batches((x, y), order, step, self.dtype)):
+            size = int(xb.shape[0])
             if self.augment is not None:
                 xb = self.augment(xb)
             optimizer.zero_grad()
@@ -294,12 +298,13 @@ class Trainer:
                 loss = loss + regularizers.penalty(model)
             model.backward(loss_fn.backward())
             optimizer.step()
-            self._accumulate(loss, pred, yb, stop - start)
+            self._accumulate(loss, pred, yb, size)
+            self._batch = batch
+            progress.batch_end(batch)  # reads the running numbers when the bar is due
             if batch_hooks:
-                batch_logs = {"batch": batch, "size": stop - start, "loss": loss}
+                batch_logs = {"batch": batch, "size": size, "loss": loss}
                 for callback in batch_hooks:
                     callback.on_batch_end(batch, batch_logs)
-            progress.batch_end(batch)
             if self.stop_training:
                 break
         return self._running_logs()
@@ -316,7 +321,10 @@ class Trainer:
 
     def _running_logs(self) -> dict[str, float]:
         scale = self._step / max(self._seen, 1)
-        return {name: float(total) * scale for name, total in self._totals.items()}
+        totals = metrics_module.read(self._totals)
+        self.read_logs = {name: total * scale for name, total in totals.items()}
+        self.read_batch = self._batch
+        return dict(self.read_logs)
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         """Loss and metrics over ``(x, y)`` in inference mode (see ``evaluate``)."""
@@ -327,19 +335,23 @@ class Trainer:
         was_training = model.training
         model.eval()
         try:
-            for start in range(0, n, step):
-                stop = min(start + step, n)
-                xb, yb = _rows(x, start, stop, self.dtype), _rows(y, start, stop, self.dtype)
+            for xb, yb in epoch_batches((x, y), None, step, self.dtype):
+                size = int(xb.shape[0])
                 pred = model(xb)
-                totals["loss"] = totals["loss"] + loss_fn(pred, yb) * (stop - start)
+                totals["loss"] = totals["loss"] + loss_fn(pred, yb) * size
                 for name, metric in self.metrics.items():
-                    totals[name] = totals[name] + metric(pred, yb) * (stop - start)
+                    totals[name] = totals[name] + metric(pred, yb) * size
         finally:
             model.train(was_training)
-        logs = {name: float(total) / n for name, total in totals.items()}
         if self.penalized:
-            logs["loss"] += float(regularizers.penalty(model))
+            totals[_PENALTY] = regularizers.penalty(model) * n
+        logs = {name: total / n for name, total in metrics_module.read(totals).items()}
+        if self.penalized:
+            logs["loss"] += logs.pop(_PENALTY)
         return logs
+
+
+_PENALTY = ("penalty",)  # read with the metrics; a key no metric name can take
 
 
 # --------------------------------------------------------------------------- checks

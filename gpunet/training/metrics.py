@@ -1,7 +1,8 @@
 """Metrics for ``fit`` and ``evaluate``: functions ``metric(pred, target) -> 0-d array``.
 
 A metric returns the mean over the batch as a 0-d array on the device, so the training
-loop can add it up without waiting for the GPU; the loop weights each batch by its size.
+loop can add it up without waiting for the GPU; the loop weights each batch by its size,
+and ``read`` brings the sums to the host, all of them in one transfer.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gpunet import backend
 from gpunet.backend import namespace
 
 Metric = Callable[[Any, Any], Any]
@@ -81,3 +83,18 @@ def resolve(metrics: Iterable[Any], loss_fn: Any = None) -> dict[str, Metric]:
             raise ValueError(f"fit: metric name {label!r} is used twice")
         resolved[label] = function
     return resolved
+
+
+def read(values: dict[Any, Any]) -> dict[Any, float]:
+    """``values`` (0-d arrays on the device, or Python numbers) as Python floats.
+
+    The arrays are stacked on the device and copied to the host in one transfer, so a
+    GPU is waited for once however many numbers are read.
+    """
+    arrays = {key: value for key, value in values.items() if not isinstance(value, int | float)}
+    found = {key: float(value) for key, value in values.items() if key not in arrays}
+    if arrays:
+        xp = namespace(*arrays.values())
+        stacked = xp.stack([xp.astype(value, xp.float64) for value in arrays.values()])
+        found.update(zip(arrays, backend.to_numpy(stacked).tolist(), strict=True))
+    return {key: found[key] for key in values}
