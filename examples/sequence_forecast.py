@@ -7,8 +7,9 @@ The data (Wolf's yearly sunspot numbers, 1700-2008) ship inside statsmodels
 tested, one step ahead, on the years after. The yardstick is the naive forecast "next
 year = this year", which is hard to beat on a series this persistent.
 
-    python examples/sequence_forecast.py           # 400 epochs
-    python examples/sequence_forecast.py --quick   # 150 epochs, under a minute
+    python examples/sequence_forecast.py [--quick] [--out out] [--seed 0] [--epochs N]
+
+(400 epochs; 150 with ``--quick``.)
 
 Prints ``naive test rmse: X`` and ``lstm test rmse: Y`` and writes
 ``OUT/sequence_forecast.png`` (forecast against truth on the test years).
@@ -16,11 +17,12 @@ Prints ``naive test rmse: X`` and ``lstm test rmse: Y`` and writes
 
 from __future__ import annotations
 
-import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from common import command_line, figure, parse, report, save
 
 import gpunet
 from gpunet.data import batches
@@ -70,32 +72,36 @@ def train_forecaster(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -
     return model
 
 
-def plot(years, truth, naive, forecast, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+def plot(years, truth, naive, forecast, out: Path) -> Path:
+    """Observed values and both forecasts over the test years, each forecast's RMSE in its label."""
+    fig = figure(8, 3.8)
+    ax = fig.subplots()
     ax.plot(years, truth, color="black", linewidth=1.5, label="observed")
-    ax.plot(years, naive, color="gray", linestyle="--", label="naive (last year)")
-    ax.plot(years, forecast, color="tab:red", label="LSTM, one step ahead")
+    ax.plot(
+        years,
+        naive,
+        color="gray",
+        linestyle="--",
+        label=f"naive: last year (RMSE {rmse(naive, truth):.1f})",
+    )
+    ax.plot(
+        years,
+        forecast,
+        color="tab:red",
+        label=f"LSTM, one step ahead (RMSE {rmse(forecast, truth):.1f})",
+    )
     ax.set_xlabel("year")
     ax.set_ylabel("sunspot number")
+    ax.set_ylim(bottom=min(0.0, float(np.min(forecast))) - 5, top=1.3 * float(np.max(truth)))
     ax.set_title("Yearly sunspots: one-step-ahead forecasts on the test years")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.legend(loc="upper left", ncols=3, frameon=False)
+    return save(fig, out, "sequence_forecast.png")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer epochs (under a minute)")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("out"))
-    args = parser.parse_args()
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = command_line(__doc__, "150 epochs instead of 400")
+    parser.add_argument("--epochs", type=int, default=None, help="override the epochs")
+    args = parse(parser, argv)
     epochs = args.epochs or (150 if args.quick else 400)
 
     years, values = sunspots()
@@ -117,13 +123,11 @@ def main() -> None:
     truth = y[test, 0] * scale
     naive = x[test, -1, 0] * scale
     print(f"trained {epochs} epochs in {time.perf_counter() - start:.1f} s")
-    print(f"naive test rmse: {rmse(naive, truth):.2f}")
-    print(f"lstm test rmse: {rmse(forecast, truth):.2f}")
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "sequence_forecast.png"
-    plot(target_years[test], truth, naive, forecast, path)
-    print(f"forecast plot: {path}")
+    naive_rmse, lstm_rmse = rmse(naive, truth), rmse(forecast, truth)
+    print(f"naive test rmse: {naive_rmse:.2f}")
+    print(f"lstm test rmse: {lstm_rmse:.2f}")
+    plot(target_years[test], truth, naive, forecast, args.out)
+    report(epochs=epochs, naive_rmse=naive_rmse, lstm_rmse=lstm_rmse)
 
 
 if __name__ == "__main__":
