@@ -4,7 +4,7 @@ A large MLP (64-256-256-10) learns from 200 of scikit-learn's 8x8 digits, a fift
 whose labels are wrong, as in data labelled in a hurry. Without regularisation the
 network has the capacity to memorise every label, the wrong ones too: its training
 accuracy reaches about 100% while its test accuracy (on correctly labelled digits) stays
-near 80%, a wide gap. (With clean labels the same network overfits too, but on digits
+far below, a wide gap. (With clean labels the same network overfits too, but on digits
 this easy the memorising costs little test accuracy, and the cures have little to
 show.) Each of the course's cures is then applied on its own, from the same initial
 weights:
