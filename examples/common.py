@@ -1,4 +1,4 @@
-"""What every gpunet example shares: its command line, its pictures, its summary line, its clock.
+"""What every gpunet example shares: its command line, its pictures and its summary line.
 
 Every example takes the same three options:
 
@@ -10,8 +10,9 @@ Every example takes the same three options:
 An unknown option, or an ``--out`` that cannot be written, stops the script before any
 work with a message that names the option or the path. Each example prints its numbers
 for people and once more as one machine-readable line, ``result: {...}`` (JSON), which
-the tests read. Times compared between variants are measured after a warm-up that
-compiles everything the variant runs, as the median of several repeats.
+the tests read. An example that compares times warms each variant up first (so that no
+variant pays for compiling the kernels another one uses too), times several runs or
+epochs, reports the median and says what it timed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +70,6 @@ def _unwritable(folder: Path) -> str | None:
 def report(**numbers: Any) -> None:
     """Print the example's key numbers as one ``result: {...}`` JSON line."""
     print(RESULT_PREFIX + json.dumps(numbers, sort_keys=True))
-
-
-def median_seconds(run: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls of ``run``, after one untimed warm-up call.
-
-    The warm-up compiles the kernels ``run`` needs (and fills caches), so that no variant
-    is charged for a one-time cost another variant already paid.
-    """
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def figure(width: float, height: float) -> Any:
