@@ -18,8 +18,8 @@ weights:
 * early stopping on a validation set labelled the same way as the training set
   (``gpunet.callbacks.EarlyStopping``, restoring the best epoch's weights).
 
-Every cure keeps the network from memorising most of the wrong labels: its training
-accuracy falls toward the 80% of labels that are right, its test accuracy rises, and the
+Every cure makes the network reproduce fewer of the wrong labels: its training accuracy
+stays lower (toward the 80% of labels that are right), its test accuracy rises, and the
 train-test gap narrows. Each number is the mean over three seeds (initial weights, batch
 order, dropout masks, augmentations). The table has train and test accuracy, their gap
 and the share of wrong training labels the network reproduces; the picture shows them.

@@ -20,5 +20,6 @@ def test_adding_problem_lstm_solves_what_the_rnn_cannot(tmp_path):
 def test_sequence_forecast_beats_the_naive_forecast(tmp_path):
     pytest.importorskip("statsmodels")
     r = result(run_example("sequence_forecast.py", "--quick", "--out", "p", cwd=tmp_path))
-    assert r["lstm_rmse"] < 0.8 * r["naive_rmse"], r
+    assert len(r["lstm_rmse_per_seed"]) == 3
+    assert max(r["lstm_rmse_per_seed"]) < 0.8 * r["naive_rmse"], r
     assert_picture(tmp_path / "p" / "sequence_forecast.png")
