@@ -164,14 +164,14 @@ def plot(vanished: dict, exploded: dict, out: Path) -> Path:
             ax.plot(steps, result[key], "o-", ms=3, color=colors[label], label=label)
             if result["diverged"]:
                 ax.axvline(result["diverged"], color=colors[label], ls=":", lw=1.5)
+                # an X near the top of the panel: the value itself cannot be drawn
                 ax.plot(
                     [result["diverged"]],
-                    [1.0],
+                    [0.95],
                     "X",
                     color=colors[label],
                     ms=11,
                     transform=ax.get_xaxis_transform(),
-                    clip_on=False,
                     label=f"{label}: inf/NaN at step {result['diverged']}",
                 )
     norms.axhline(MAX_NORM, color="gray", ls="--", lw=1, label=f"max norm {MAX_NORM}")
