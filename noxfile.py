@@ -1,9 +1,10 @@
 """The test matrix: ``nox`` runs the default sessions, ``nox -s NAME`` one of them.
 
-Sessions:
+Sessions (``nox -l`` lists them; ``nox -t tests`` runs the three test sessions):
     lint                    ruff over the code base
-    tests(backend=...)      the whole suite on numpy, array_api_strict and cupy (cupy
-                            skips with a message where no NVIDIA GPU is present)
+    tests-numpy             the whole suite on NumPy, the examples and two-rank runs too
+    tests-array_api_strict  the whole suite on the array API reference (array-api-strict)
+    tests-cupy              the whole suite on CuPy; skips with a message without a GPU
     cudasim                 the CUDA kernels on the CPU under Numba's CUDA simulator
     crosscheck              layers and optimizers against PyTorch (CPU)
     distributed             data-parallel training under mpirun -n 2 (also in tests-numpy)
@@ -19,7 +20,14 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "tests", "cudasim", "crosscheck"]
+nox.options.sessions = [
+    "lint",
+    "tests-numpy",
+    "tests-array_api_strict",
+    "tests-cupy",
+    "cudasim",
+    "crosscheck",
+]
 
 CODE = ("gpunet", "kernels", "tests", "examples", "benchmarks", "noxfile.py")
 CUDA_EXTRA = "cuda12"
@@ -34,24 +42,37 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *CODE)
 
 
-@nox.session
-@nox.parametrize("backend", ["numpy", "array_api_strict", "cupy"])
-def tests(session: nox.Session, backend: str) -> None:
-    """The whole suite with GPUNET_BACKEND set to one backend."""
-    if backend == "cupy":
-        if shutil.which("nvidia-smi") is None:
-            session.skip(
-                "no NVIDIA GPU here (nvidia-smi not found): the cupy backend needs a CUDA "
-                f"GPU; on one, this session installs gpunet[{CUDA_EXTRA}] and runs the suite"
-            )
-        session.install("-e", f".[test,{CUDA_EXTRA}]")
-    elif backend == "numpy":
-        # mpi4py and Open MPI are small wheels: the numpy session also runs the
-        # two-rank tests under mpirun (the distributed session runs them alone)
-        session.install("-e", ".[test,distributed]")
-    else:
-        session.install("-e", ".[test]")
+def _suite(session: nox.Session, backend: str, extras: str) -> None:
+    """Install gpunet with ``extras`` and run the whole suite with GPUNET_BACKEND=backend."""
+    session.install("-e", f".[{extras}]")
     session.run("pytest", *session.posargs, env={"GPUNET_BACKEND": backend})
+
+
+@nox.session(name="tests-numpy", tags=["tests"])
+def tests_numpy(session: nox.Session) -> None:
+    """The whole suite on NumPy, with the examples and the two-rank MPI tests.
+
+    mpi4py and Open MPI are small wheels: this session also runs the two-rank tests
+    under mpirun (the distributed session runs them alone).
+    """
+    _suite(session, "numpy", "test,distributed")
+
+
+@nox.session(name="tests-array_api_strict", tags=["tests"])
+def tests_array_api_strict(session: nox.Session) -> None:
+    """The whole suite on array-api-strict: the code uses nothing beyond the standard."""
+    _suite(session, "array_api_strict", "test")
+
+
+@nox.session(name="tests-cupy", tags=["tests"])
+def tests_cupy(session: nox.Session) -> None:
+    """The whole suite on CuPy and the CUDA kernels; skips where no NVIDIA GPU is present."""
+    if shutil.which("nvidia-smi") is None:
+        session.skip(
+            "no NVIDIA GPU here (nvidia-smi not found): the cupy backend needs a CUDA GPU; "
+            f"on one, 'nox -s tests-cupy' installs gpunet[test,{CUDA_EXTRA}] and runs the suite"
+        )
+    _suite(session, "cupy", f"test,{CUDA_EXTRA}")
 
 
 @nox.session
@@ -79,7 +100,9 @@ def distributed(session: nox.Session) -> None:
     """Data-parallel training under ``mpirun -n 2`` (Open MPI from PyPI; root allowed)."""
     session.install("-e", ".[test,distributed]")
     session.run(
-        "pytest", "tests/test_distributed_mpi.py", *session.posargs,
+        "pytest",
+        "tests/test_distributed_mpi.py",
+        *session.posargs,
         env={
             "GPUNET_BACKEND": "numpy",
             "OMPI_ALLOW_RUN_AS_ROOT": "1",

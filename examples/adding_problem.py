@@ -6,11 +6,13 @@ exactly two markers, one in each half; the target is the sum of the two marked v
 Always predicting 1.0 gives MSE = Var(u1 + u2) = 1/6 = 0.167. To do better, a network
 must carry a value across up to T steps: the gradient of a tanh RNN vanishes on the way,
 the LSTM's cell state carries it. Both networks get the same budget: hidden units,
-Adam, gradient-norm clipping, steps and fresh random batches.
+Adam, gradient-norm clipping, steps and fresh random batches. Both are trained by
+backpropagation through time: the loss at the last step is propagated back through
+every earlier step of the sequence.
 
     python examples/adding_problem.py            # T = 100 (a few minutes on 2 cores)
     python examples/adding_problem.py --quick    # T = 50, under a minute
-    python examples/adding_problem.py --full     # T = 200, longer training
+    python examples/adding_problem.py --length 200 --steps 5000   # harder, much longer
 
 Prints ``rnn test mse: X`` and ``lstm test mse: Y`` and writes the learning curves to
 ``OUT/adding_problem.png``.
@@ -18,11 +20,12 @@ Prints ``rnn test mse: X`` and ``lstm test mse: Y`` and writes the learning curv
 
 from __future__ import annotations
 
-import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from common import command_line, figure, parse, report, save
 
 import gpunet
 from gpunet.losses import MSE
@@ -32,11 +35,7 @@ from gpunet.optim import Adam, clip_grad_norm
 BASELINE = 1.0 / 6.0  # MSE of always predicting 1.0
 
 # length, training steps, evaluate every, learning rate
-SETTINGS = {
-    "quick": (50, 400, 50, 2e-2),
-    "default": (100, 1200, 100, 1e-2),
-    "full": (200, 5000, 250, 5e-3),
-}
+SETTINGS = {"quick": (50, 800, 50, 2e-2), "full": (100, 1200, 100, 1e-2)}
 
 
 def adding_data(n: int, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -87,39 +86,27 @@ def train(
     return marks, errors
 
 
-def plot(curves: dict[str, tuple[list[int], list[float]]], length: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+def plot(curves: dict[str, tuple[list[int], list[float]]], length: int, out: Path) -> Path:
+    fig = figure(6.5, 4)
+    ax = fig.subplots()
     for kind, (marks, errors) in curves.items():
         ax.plot(marks, errors, marker="o", markersize=3, label=kind.upper())
     ax.axhline(BASELINE, color="gray", linestyle="--", label="predict 1.0 (MSE 1/6)")
     ax.set_yscale("log")
     ax.set_xlabel("training step (batch of 64)")
-    ax.set_ylabel("test MSE")
+    ax.set_ylabel("test MSE (log scale)")
     ax.set_title(f"Adding problem, T = {length}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ax.legend(loc="lower left")
+    return save(fig, out, "adding_problem.png")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="T = 50, fewer steps (under a minute)")
-    size.add_argument("--full", action="store_true", help="T = 200, more steps")
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = command_line(__doc__, "T = 50 and 800 steps instead of T = 100 and 1200 steps")
     parser.add_argument("--length", type=int, default=None, help="override the sequence length")
     parser.add_argument("--steps", type=int, default=None, help="override the training steps")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("out"))
-    args = parser.parse_args()
+    args = parse(parser, argv)
 
-    mode = "quick" if args.quick else "full" if args.full else "default"
-    length, steps, every, lr = SETTINGS[mode]
+    length, steps, every, lr = SETTINGS["quick" if args.quick else "full"]
     length = args.length or length
     steps = args.steps or steps
     print(f"backend: {gpunet.backend.name()}")
@@ -132,10 +119,13 @@ def main() -> None:
         curves[kind] = train(kind, length, steps, every, lr, seed=args.seed)
         seconds = time.perf_counter() - start
         print(f"{kind} test mse: {curves[kind][1][-1]:.4f}  ({seconds:.1f} s)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "adding_problem.png"
-    plot(curves, length, path)
-    print(f"learning curves: {path}")
+    plot(curves, length, args.out)
+    report(
+        length=length,
+        steps=steps,
+        baseline=BASELINE,
+        **{f"{kind}_mse": errors[-1] for kind, (_, errors) in curves.items()},
+    )
 
 
 if __name__ == "__main__":

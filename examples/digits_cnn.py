@@ -8,16 +8,17 @@ trained by ``gpunet.fit`` with Adam, each batch shifted by up to one pixel
 matrix, and saves PNGs of the misclassified test digits and of the first layer's
 filters. Runs unchanged on a GPU with ``GPUNET_BACKEND=cupy``.
 
-    python examples/digits_cnn.py [--quick] [--out out]
+    python examples/digits_cnn.py [--quick] [--out out] [--seed 0]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from common import command_line, figure, parse, report, save
 from digits import load_split
 
 import gpunet
@@ -54,44 +55,35 @@ def save_pictures(
     out: Path, images: np.ndarray, true: np.ndarray, pred: np.ndarray, filters: np.ndarray
 ) -> list[Path]:
     """PNGs of the misclassified digits and of the first layer's filters."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = [out / "digits_cnn_misclassified.png", out / "digits_cnn_filters.png"]
     count = max(1, len(images))
     cols = min(count, 8)
     rows = (count + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows), squeeze=False)
-    for ax in axes.flat:
+    fig = figure(1.3 * cols + 0.4, 1.5 * rows + 0.6)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes:
         ax.axis("off")
-    for ax, image, t, p in zip(axes.flat, images, true, pred, strict=False):
-        ax.imshow(image[0], cmap="gray_r")
-        ax.set_title(f"{t} as {p}", fontsize=9)
+    for ax, image, t, p in zip(axes, images, true, pred, strict=False):
+        ax.imshow(image[0], cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(f"true {t}, said {p}", fontsize=8)
     fig.suptitle(f"misclassified test digits ({len(images)})")
-    fig.savefig(paths[0], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    paths = [save(fig, out, "digits_cnn_misclassified.png", dpi=100)]
 
-    fig, axes = plt.subplots(4, 8, figsize=(8, 4.2))
-    for ax, kernel in zip(axes.flat, filters, strict=False):
-        ax.imshow(kernel[0], cmap="RdBu_r", vmin=-np.abs(kernel).max(), vmax=np.abs(kernel).max())
+    fig = figure(8, 4.4)
+    limit = float(np.abs(filters).max())
+    for ax, kernel in zip(fig.subplots(4, 8).ravel(), filters, strict=False):
+        ax.imshow(kernel[0], cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.axis("off")
-    fig.suptitle("first convolution's 3x3 filters")
-    fig.savefig(paths[1], dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    fig.suptitle("first convolution's 32 filters, 3x3 (red positive, blue negative)")
+    paths.append(save(fig, out, "digits_cnn_filters.png", dpi=100))
     return paths
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="12 epochs instead of 40")
-    parser.add_argument("--out", type=Path, default=Path("out"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = command_line(__doc__, "12 epochs instead of 40")
+    args = parse(parser, argv)
 
     x_train, x_test, y_train, y_test = load_split(images=True)
-    gpunet.seed(0)
+    gpunet.seed(args.seed)
     model = build_model()
     loss_fn = CrossEntropy()
     optimizer = Adam(model.parameters(), lr=2e-3)
@@ -110,7 +102,10 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
     print(f"backend: {gpunet.backend.name()}; {len(x_train)} training images")
-    print(f"trained {epochs} epochs in {seconds:.1f} s; last loss {history['loss'][-1]:.4f}")
+    print(
+        f"trained {epochs} epochs in {seconds:.1f} s (compiling included); "
+        f"last loss {history['loss'][-1]:.4f}"
+    )
 
     logits = gpunet.predict(model, x_test, batch_size=256)
     pred = np.argmax(gpunet.to_numpy(logits), axis=1)
@@ -119,9 +114,9 @@ def main() -> None:
     print(format_confusion(confusion_matrix(y_test, pred)))
     wrong = np.flatnonzero(pred != y_test)
     filters = gpunet.to_numpy(model[0].weight.data)
-    for path in save_pictures(args.out, x_test[wrong], y_test[wrong], pred[wrong], filters):
-        print(f"saved {path}")
+    save_pictures(args.out, x_test[wrong], y_test[wrong], pred[wrong], filters)
     print(f"test accuracy: {accuracy:.4f}")
+    report(epochs=epochs, test_accuracy=accuracy, misclassified=len(wrong))
 
 
 if __name__ == "__main__":

@@ -7,16 +7,16 @@ that epoch on disk). Prints the history table, reloads the checkpoint into a fre
 to show it holds the same network, prints the test accuracy and saves the learning
 curves as a PNG.
 
-    python examples/digits_mlp.py [--quick] [--out out]
+    python examples/digits_mlp.py [--quick] [--out out] [--seed 0]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
+from common import command_line, parse, report
 from digits import load_split
 
 import gpunet
@@ -30,16 +30,13 @@ def build_model() -> Sequential:
     return Sequential(Dense(64, 128), ReLU(), Dense(128, 64), ReLU(), Dense(64, 10))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="at most 12 epochs instead of 100")
-    parser.add_argument("--out", type=Path, default=Path("out"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = command_line(__doc__, "at most 12 epochs instead of 100")
+    args = parse(parser, argv)
     checkpoint_path = args.out / "digits_mlp.safetensors"
 
     x_train, x_test, y_train, y_test = load_split()
-    gpunet.seed(0)
+    gpunet.seed(args.seed)
     model = build_model()
     loss_fn = CrossEntropy()
     optimizer = Adam(model.parameters(), lr=1e-3)
@@ -83,6 +80,13 @@ def main() -> None:
         history, args.out / "digits_mlp_curves.png", title="digits MLP, gpunet.fit"
     )
     print(f"saved {curves}")
+    report(
+        epochs=len(history),
+        best_epoch=best + 1,
+        test_loss=test["loss"],
+        test_accuracy=test["accuracy"],
+        reloaded_accuracy=again["accuracy"],
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ takes the same steps as one process with the same global batch. Rank 0 prints an
 writes the plot.
 
     python examples/distributed_digits.py --quick          # one process, no MPI needed
+    python examples/distributed_digits.py [--quick] [--out out] [--seed 0] [--epochs 40]
     mpirun -n 2 python examples/distributed_digits.py      # two processes (add
         --allow-run-as-root as root, --oversubscribe with fewer cores than ranks)
     GPUNET_BACKEND=cupy mpirun -n 4 python examples/distributed_digits.py  # 4 GPUs, NCCL
@@ -13,12 +14,13 @@ writes the plot.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from common import command_line, figure, parse, report, save
 
 import gpunet
 from gpunet import distributed
@@ -40,13 +42,11 @@ def load_digits() -> tuple[np.ndarray, ...]:
     return x[300:], y[300:], x[:300], y[:300]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a few epochs only")
-    parser.add_argument("--epochs", type=int, default=40)
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = command_line(__doc__, "8 epochs instead of --epochs")
+    parser.add_argument("--epochs", type=int, default=40, help="epochs of the full run")
     parser.add_argument("--batch-size", type=int, default=64, help="the global batch")
-    parser.add_argument("--out", default="out", help="directory for the plot")
-    args = parser.parse_args()
+    args = parse(parser, argv)
     epochs = 8 if args.quick else args.epochs
 
     # Without mpi4py there is no job to join: train as the one and only process.
@@ -55,7 +55,7 @@ def main() -> None:
         size, main_rank = distributed.world_size(), distributed.is_main()
     else:
         size, main_rank = 1, True
-    gpunet.seed(0)
+    gpunet.seed(args.seed)
     x_train, y_train, x_test, y_test = load_digits()
     model = Sequential(Dense(64, 128), ReLU(), Dense(128, 10))
     optimizer = SGD(model.parameters(), lr=0.2)
@@ -65,9 +65,15 @@ def main() -> None:
 
     start = time.perf_counter()
     history = fit(
-        model, CrossEntropy(), optimizer, x_train, y_train,
-        epochs=epochs, batch_size=args.batch_size, verbose=0,
-    )  # fmt: skip
+        model,
+        CrossEntropy(),
+        optimizer,
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        verbose=0,
+    )
     seconds = time.perf_counter() - start
     test = evaluate(model, CrossEntropy(), x_test, y_test)
     if main_rank:
@@ -80,28 +86,30 @@ def main() -> None:
             f"train loss: {history['loss'][-1]:.4f}, train accuracy: {history['accuracy'][-1]:.4f}"
         )
         print(f"test accuracy: {test['accuracy']:.4f}")
-        print(f"time: {seconds:.2f} s for {epochs} epochs")
-        plot(history, Path(args.out), size)
+        print(f"time: {seconds:.2f} s for {epochs} epochs (compiling included)")
+        plot(history, args.out, size)
+        report(
+            ranks=size,
+            test_accuracy=test["accuracy"],
+            train_loss=history["loss"][-1],
+            allreduce_bytes_per_step=sent,
+        )
 
 
-def plot(history, out: Path, size: int) -> None:
+def plot(history, out: Path, size: int) -> Path:
     """Loss and accuracy per epoch, to ``out/distributed_digits.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    left.plot(history["loss"])
+    fig = figure(9, 3.5)
+    left, right = fig.subplots(1, 2)
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    left.plot(epochs, history["loss"], marker=".")
     left.set(xlabel="epoch", ylabel="training loss (mean over ranks)")
-    right.plot(history["accuracy"])
+    right.plot(epochs, history["accuracy"], marker=".")
     right.set(xlabel="epoch", ylabel="training accuracy")
-    fig.suptitle(f"digits, data-parallel over {size} process(es)")
-    fig.tight_layout()
-    fig.savefig(out / "distributed_digits.png", dpi=100)
-    plt.close(fig)
-    print(f"wrote {out / 'distributed_digits.png'}")
+    for ax in (left, right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ranks = "one process" if size == 1 else f"{size} processes"
+    fig.suptitle(f"digits, data-parallel over {ranks}")
+    return save(fig, out, "distributed_digits.png", dpi=100)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def history(
         if f"val_{name}" in curves:
             ax.plot(epochs, curves[f"val_{name}"], "--", marker=".", label=f"validation {name}")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)  # no ticks between epochs
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
