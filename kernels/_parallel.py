@@ -17,11 +17,12 @@ last of gpunet's calls in progress returns. Nothing is changed at import and not
 outlives gpunet's own calls.
 
 The rule (``count``): a piece of work gets one thread per ``MIN_WORK`` units (about a
-few tens of microseconds of work, what handing a part to another thread costs), at most
+millisecond of one core: a hand-off to another thread must be worth its cost), at most
 one per independent piece, and at most ``threads()``: the cores this process may run on,
 no more than the BLAS's own thread count (so ``OMP_NUM_THREADS=1`` or a threadpoolctl
 limit around gpunet's calls keep gpunet on one thread too), or what
-``set_num_threads`` asked for.
+``set_num_threads`` asked for. Work that stays on one thread is a plain call: its GEMMs
+are the BLAS's to thread, whose own pool hands work over faster than a Python pool can.
 
 The split depends only on the sizes and the thread count, never on timing, so results are
 bit-identical from run to run, and the same whether two threads train at once or not.
@@ -40,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-# Work units (roughly: elements touched, or multiply-adds / 16) per thread below which a
-# second thread costs more than it saves.
-MIN_WORK = 1 << 16
-# OpenBLAS runs a GEMM of fewer multiply-adds than this on the calling thread.
-BLAS_THREADING_MIN = 1 << 18
+# Work is counted in units of about a nanosecond of one core: an element a memory-bound
+# kernel touches, or 32 multiply-adds of a GEMM. A part gets at least this much (about a
+# millisecond): handing work to another thread and waiting for it costs tens to hundreds
+# of microseconds (a thread wakes through the kernel), so smaller work stays on one thread.
+MIN_WORK = 1 << 20
 
 _requested: int | None = None  # set_num_threads
 _lock = threading.Lock()
@@ -239,17 +240,18 @@ def run(parts: int, task: Callable[[int], None], blas: bool = True) -> None:
     Args:
         parts: how many parts (from ``count``).
         task: the work of one part, given its index.
-        blas: the task calls the BLAS, which then runs on one thread (default True).
+        blas: the task calls the BLAS, which runs on one thread while several parts run
+            (default True).
 
-    Every part started finishes before the first error, if any, is raised. Called from
-    inside a part, or with one part, the parts run one after the other on the calling
-    thread.
+    Every part started finishes before the first error, if any, is raised. With one part,
+    or called from inside a part, the parts run one after the other on the calling thread
+    as plain calls.
     """
+    if parts <= 1 or getattr(_inside, "active", False):
+        for part in range(max(parts, 1)):
+            task(part)
+        return
     with blas_single_threaded() if blas else contextlib.nullcontext():
-        if parts <= 1 or getattr(_inside, "active", False):
-            for part in range(max(parts, 1)):
-                task(part)
-            return
         pool = _workers(parts - 1)
         futures = [pool.submit(_in_part, task, part) for part in range(1, parts)]
         try:
@@ -266,7 +268,7 @@ def run_rows(rows: int, work: float, task: Callable[[int, int], None], blas: boo
     ``blas``: the task calls the BLAS (default False: kernels only).
     """
     parts = count(rows, work)
-    if parts == 1 and not blas:
+    if parts == 1:
         task(0, rows)
         return
     edges = bounds(rows, parts)
@@ -276,17 +278,17 @@ def run_rows(rows: int, work: float, task: Callable[[int, int], None], blas: boo
 def matmul(a: Any, b: Any, out: Any = None) -> Any:
     """``a @ b`` for 2-D NumPy arrays, the rows (or columns) of the product split by the rule.
 
-    Every GEMM of gpunet's CPU kernels goes through here, so the BLAS's own threads stay
-    asleep and gpunet's parts have the cores to themselves.
+    A product worth several parts runs on gpunet's threads, each part a single-threaded
+    BLAS call; a smaller one is a plain call, which the BLAS may thread itself.
     """
     m, k = a.shape
     n = b.shape[1]
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    if m * n * k < BLAS_THREADING_MIN:  # the BLAS runs it on one thread anyway
-        return np.matmul(a, b, out=out)
     by_rows = m >= n
-    parts = count(m if by_rows else n, m * n * k / 16)
+    parts = count(m if by_rows else n, m * n * k / 32)
+    if parts == 1:
+        return np.matmul(a, b, out=out)
     edges = bounds(m if by_rows else n, parts)
 
     def product(part: int) -> None:

@@ -18,15 +18,15 @@ from ._jit import cpu_kernel
 
 
 @cpu_kernel
-def _relu(x, out, first, last):
-    for i in range(first, last):
+def _relu(x, out):
+    for i in range(x.size):
         value = x[i]
         out[i] = 0 if value < 0 else value
 
 
 @cpu_kernel
-def _relu_backward(grad, x, out, first, last):
-    for i in range(first, last):
+def _relu_backward(grad, x, out):
+    for i in range(x.size):
         out[i] = grad[i] * (x[i] > 0)
 
 
@@ -35,7 +35,7 @@ def relu_forward_cpu(x):
     x = np.ascontiguousarray(x)
     out = np.empty_like(x)
     flat = (x.reshape(-1), out.reshape(-1))
-    _parallel.run_rows(x.size, x.size, lambda first, last: _relu(*flat, first, last))
+    _parallel.run_rows(x.size, x.size, lambda first, last: _relu(*(a[first:last] for a in flat)))
     return out
 
 
@@ -44,5 +44,7 @@ def relu_backward_cpu(grad, x):
     grad, x = np.ascontiguousarray(grad), np.ascontiguousarray(x)
     out = np.empty_like(grad)
     flat = (grad.reshape(-1), x.reshape(-1), out.reshape(-1))
-    _parallel.run_rows(x.size, x.size, lambda first, last: _relu_backward(*flat, first, last))
+    _parallel.run_rows(
+        x.size, x.size, lambda first, last: _relu_backward(*(a[first:last] for a in flat))
+    )
     return out

@@ -126,25 +126,25 @@ def _row2im(rows, padded, first, kh, kw, sh, sw, dh, dw, oh_count, ow_count):
 
 
 @cpu_kernel
-def _output_block(product, bias, out, first):
-    _, o_count, plane = out.shape
-    block = product.shape[0] // plane
+def _output_block(product, bias, out):
+    # out (images, O, P) = product (images*P, O) + bias, moved to NCHW
+    block, o_count, plane = out.shape
     for b in range(block):
         for o in range(o_count):
             shift = bias[o]
             for p in range(plane):
-                out[first + b, o, p] = product[b * plane + p, o] + shift
+                out[b, o, p] = product[b * plane + p, o] + shift
 
 
 @cpu_kernel
-def _grad_block(grad, first, out, bias_grad):
-    _, o_count, plane = grad.shape
-    block = out.shape[1] // plane
+def _grad_block(grad, out, bias_grad):
+    # out (O, images*P) = grad (images, O, P) moved; bias_grad += its sums
+    block, o_count, plane = grad.shape
     for o in range(o_count):
         total = 0.0  # float64 accumulator: a float32 sum over N*P terms would drift
         for b in range(block):
             for p in range(plane):
-                value = grad[first + b, o, p]
+                value = grad[b, o, p]
                 out[o, b * plane + p] = value
                 total += value
         bias_grad[o] += total
@@ -190,9 +190,9 @@ def _over_blocks(n, block, work, task):
 
 def forward_blocks(x, weight, stride, padding, dilation, workspace, epilogue):
     """The CPU forward's loop: for each block of images, unfold, multiply, then
-    ``epilogue(product, first)`` moves the ``(images*P, O)`` product of the images from
-    ``first`` on to the output. Returns the zero-padded NHWC input (a new array), which
-    the backward needs."""
+    ``epilogue(product, span)`` moves the ``(images*P, O)`` product of the images
+    ``span`` (a slice of the batch) to the output. Returns the zero-padded NHWC input (a
+    new array), which the backward needs."""
     n, c, h, w = x.shape
     o, _, kh, kw = weight.shape
     (ph, pw), dtype = padding, np.result_type(x, weight)  # as NumPy's x @ w would
@@ -210,17 +210,18 @@ def forward_blocks(x, weight, stride, padding, dilation, workspace, epilogue):
             m = images * plane
             _im2row(padded, first, rows[:m], kh, kw, *stride, *dilation, oh, ow)
             np.matmul(rows[:m], weight_rows.T, out=product[:m])
-            epilogue(product[:m], first)
+            epilogue(product[:m], slice(first, first + images))
 
-    _over_blocks(n, block, n * plane * (k * o / 16 + k), run_blocks)
+    _over_blocks(n, block, n * plane * (k * o / 32 + k + o), run_blocks)
     return padded
 
 
 def backward_blocks(saved, weight, x_shape, out_hw, stride, padding, dilation, input_grad,
                     workspace, fill_grad):  # fmt: skip
-    """The CPU backward's loop: for each block of images, ``fill_grad(first, g,
-    bias_grad)`` writes the output gradient of the images from ``first`` on as ``g``
-    ``(O, images*P)`` and adds its sums to ``bias_grad``; the rows are rebuilt from
+    """The CPU backward's loop: for each block of images, ``fill_grad(span, g,
+    bias_grad)`` writes the output gradient of the images ``span`` (a slice of the
+    batch) as ``g`` ``(O, images*P)`` and adds its sums to ``bias_grad``; the rows are
+    rebuilt from
     ``saved`` and the GEMMs give the weight gradient and, with ``input_grad``, the
     scattered input gradient. Returns ``(d x or None, d weight, d bias)``."""
     n, c, h, w = x_shape
@@ -247,7 +248,7 @@ def backward_blocks(saved, weight, x_shape, out_hw, stride, padding, dilation, i
             m = images * plane
             _im2row(saved, first, rows[:m], kh, kw, *stride, *dilation, oh, ow)
             g = _prefix(grad_rows, o, m)
-            fill_grad(first, g, bias_grad)
+            fill_grad(slice(first, first + images), g, bias_grad)
             np.matmul(g, rows[:m], out=partial)
             weight_grad += partial
             if input_grad:  # each block scatters into its own images: no two parts meet
@@ -255,7 +256,7 @@ def backward_blocks(saved, weight, x_shape, out_hw, stride, padding, dilation, i
                 _row2im(row_grads[:m], padded_grad, first, kh, kw, *stride, *dilation, oh, ow)
         weight_grads[part], bias_grads[part] = weight_grad, bias_grad
 
-    _over_blocks(n, block, n * plane * (k * o / 8 + k), run_blocks)
+    _over_blocks(n, block, n * plane * (k * o / 16 + 2 * k + o), run_blocks)
     weight_grad, bias_grad = _parallel.total(weight_grads), _parallel.total(bias_grads)
     weight_grad = np.ascontiguousarray(weight_grad.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
     dx = None
@@ -279,7 +280,7 @@ def conv2d_forward_cpu(x, weight, bias, stride, padding, dilation, workspace=Non
     y = np.empty((n, o, oh * ow), dtype=dtype)
     saved = forward_blocks(
         x, weight, stride, padding, dilation, workspace,
-        lambda product, first: _output_block(product, bias, y, first),
+        lambda product, span: _output_block(product, bias, y[span]),
     )  # fmt: skip
     return y.reshape(n, o, oh, ow), saved
 
@@ -297,7 +298,7 @@ def conv2d_backward_cpu(
     grad = np.ascontiguousarray(grad, dtype=dtype).reshape(n, o, oh * ow)
     return backward_blocks(
         saved, weight, x_shape, (oh, ow), stride, padding, dilation, input_grad, workspace,
-        lambda first, g, bias_grad: _grad_block(grad, first, g, bias_grad),
+        lambda span, g, bias_grad: _grad_block(grad[span], g, bias_grad),
     )  # fmt: skip
 
 

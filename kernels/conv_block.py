@@ -29,24 +29,24 @@ from .pool import _max4
 
 
 @cpu_kernel
-def _relu_output(product, bias, out, first):
-    # out (N, O, P) = relu(product + bias), product (images*P, O) of images first...
-    _, o_count, plane = out.shape
-    for b in range(product.shape[0] // plane):
+def _relu_output(product, bias, out):
+    # out (images, O, P) = relu(product + bias), product (images*P, O)
+    block, o_count, plane = out.shape
+    for b in range(block):
         for o in range(o_count):
             shift = bias[o]
             for p in range(plane):
                 value = product[b * plane + p, o] + shift
-                out[first + b, o, p] = 0 if value < 0 else value
+                out[b, o, p] = 0 if value < 0 else value
 
 
 @cpu_kernel
-def _relu_pool_output(product, bias, out, taps, first, ow_count, save):
-    # out (N, O, OH/2, OW/2): max over each 2x2 window of relu(product + bias); taps the
-    # winning tap (0..3, row-major), written when ``save``
-    _, o_count, ph_count, pw_count = out.shape
+def _relu_pool_output(product, bias, out, taps, ow_count, save):
+    # out (images, O, OH/2, OW/2): max over each 2x2 window of relu(product + bias); taps
+    # the winning tap (0..3, row-major), written when ``save``
+    block, o_count, ph_count, pw_count = out.shape
     plane = 4 * ph_count * pw_count
-    for b in range(product.shape[0] // plane):
+    for b in range(block):
         base = b * plane
         for ph in range(ph_count):
             top = base + 2 * ph * ow_count
@@ -61,33 +61,31 @@ def _relu_pool_output(product, bias, out, taps, first, ow_count, save):
                         product[r1, o] + shift,
                         product[r1 + 1, o] + shift,
                     )
-                    out[first + b, o, ph, pw] = 0 if best < 0 else best
+                    out[b, o, ph, pw] = 0 if best < 0 else best
                     if save:
-                        taps[first + b, o, ph, pw] = tap
+                        taps[b, o, ph, pw] = tap
 
 
 @cpu_kernel
-def _relu_grad(grad, y, first, out, bias_grad):
+def _relu_grad(grad, y, out, bias_grad):
     # as conv's _grad_block, the gradient let through where the ReLU output is positive
-    _, o_count, plane = grad.shape
-    block = out.shape[1] // plane
+    block, o_count, plane = grad.shape
     for o in range(o_count):
         total = 0.0  # float64 accumulator: a float32 sum over N*P terms would drift
         for b in range(block):
             for p in range(plane):
-                value = grad[first + b, o, p] if y[first + b, o, p] > 0 else 0
+                value = grad[b, o, p] if y[b, o, p] > 0 else 0
                 out[o, b * plane + p] = value
                 total += value
         bias_grad[o] += total
 
 
 @cpu_kernel
-def _relu_pool_grad(grad, pooled, taps, first, out, bias_grad, ow_count):
+def _relu_pool_grad(grad, pooled, taps, out, bias_grad, ow_count):
     # out (O, images*P): each window's gradient at its tap where the pooled value is
     # positive, zeros elsewhere
-    _, o_count, ph_count, pw_count = grad.shape
+    block, o_count, ph_count, pw_count = grad.shape
     plane = 4 * ph_count * pw_count
-    block = out.shape[1] // plane
     for o in range(o_count):
         total = 0.0
         for b in range(block):
@@ -96,9 +94,9 @@ def _relu_pool_grad(grad, pooled, taps, first, out, bias_grad, ow_count):
                 out[o, column] = 0
             for ph in range(ph_count):
                 for pw in range(pw_count):
-                    tap = taps[first + b, o, ph, pw]
-                    if pooled[first + b, o, ph, pw] > 0:
-                        value = grad[first + b, o, ph, pw]
+                    tap = taps[b, o, ph, pw]
+                    if pooled[b, o, ph, pw] > 0:
+                        value = grad[b, o, ph, pw]
                         row = base + (2 * ph + (tap >> 1)) * ow_count + 2 * pw + (tap & 1)
                         out[o, row] = value
                         total += value
@@ -121,14 +119,14 @@ def conv2d_relu_forward_cpu(
         y = np.empty((n, o, oh // 2, ow // 2), dtype=dtype)
         taps = np.empty(y.shape if save else (1, 1, 1, 1), dtype=np.int8)
 
-        def epilogue(product, first):
-            _relu_pool_output(product, bias, y, taps, first, ow, save)
+        def epilogue(product, span):
+            _relu_pool_output(product, bias, y[span], taps[span] if save else taps, ow, save)
 
     else:
         y, taps = np.empty((n, o, oh * ow), dtype=dtype), None
 
-        def epilogue(product, first):
-            _relu_output(product, bias, y, first)
+        def epilogue(product, span):
+            _relu_output(product, bias, y[span])
 
     padded = forward_blocks(x, weight, stride, padding, dilation, workspace, epilogue)
     y = y.reshape(n, o, oh, ow) if not pool else y
@@ -146,14 +144,14 @@ def conv2d_relu_backward_cpu(
     grad = np.ascontiguousarray(grad, dtype=dtype)
     if taps is not None:
 
-        def fill_grad(first, g, bias_grad):
-            _relu_pool_grad(grad, y, taps, first, g, bias_grad, ow)
+        def fill_grad(span, g, bias_grad):
+            _relu_pool_grad(grad[span], y[span], taps[span], g, bias_grad, ow)
 
     else:
         grad3, y3 = grad.reshape(n, o, oh * ow), y.reshape(n, o, oh * ow)
 
-        def fill_grad(first, g, bias_grad):
-            _relu_grad(grad3, y3, first, g, bias_grad)
+        def fill_grad(span, g, bias_grad):
+            _relu_grad(grad3[span], y3[span], g, bias_grad)
 
     return backward_blocks(
         padded, weight, x_shape, (oh, ow), stride, padding, dilation, input_grad, workspace,

@@ -174,28 +174,29 @@ def adam_range(start, stop, p, g, m, v, v_max, hyper):
 
 
 # --------------------------------------------------------------------------- CPU kernels
-# One serial kernel per rule over elements ``start`` to ``stop - 1``; gpunet's threads
-# each take a run of a large parameter (``_parallel``).
+# One serial kernel per rule over whole (flat) arrays; gpunet's threads each take a slice
+# of a large parameter (``_parallel``). The loops start at 0, so that Numba knows every
+# index is non-negative and LLVM vectorises them.
 
 
 @cpu_kernel
-def _sgd_cpu(p, g, buf, hyper, start, stop):
-    sgd_range(start, stop, p, g, buf, hyper)
+def _sgd_cpu(p, g, buf, hyper):
+    sgd_range(0, p.size, p, g, buf, hyper)
 
 
 @cpu_kernel
-def _adagrad_cpu(p, g, total, hyper, start, stop):
-    adagrad_range(start, stop, p, g, total, hyper)
+def _adagrad_cpu(p, g, total, hyper):
+    adagrad_range(0, p.size, p, g, total, hyper)
 
 
 @cpu_kernel
-def _rmsprop_cpu(p, g, square_avg, grad_avg, buf, hyper, start, stop):
-    rmsprop_range(start, stop, p, g, square_avg, grad_avg, buf, hyper)
+def _rmsprop_cpu(p, g, square_avg, grad_avg, buf, hyper):
+    rmsprop_range(0, p.size, p, g, square_avg, grad_avg, buf, hyper)
 
 
 @cpu_kernel
-def _adam_cpu(p, g, m, v, v_max, hyper, start, stop):
-    adam_range(start, stop, p, g, m, v, v_max, hyper)
+def _adam_cpu(p, g, m, v, v_max, hyper):
+    adam_range(0, p.size, p, g, m, v, v_max, hyper)
 
 
 # --------------------------------------------------------------------------- CUDA kernels
@@ -313,7 +314,9 @@ def _flat(*arrays):
 def _run_cpu(kernel, arrays, hyper, cost):
     flat = _flat(*arrays)
     size = flat[0].size
-    _parallel.run_rows(size, size * cost, lambda start, stop: kernel(*flat, hyper, start, stop))
+    _parallel.run_rows(
+        size, size * cost, lambda start, stop: kernel(*(a[start:stop] for a in flat), hyper)
+    )
 
 
 def _launch(rule, arrays, hyper):

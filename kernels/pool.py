@@ -35,15 +35,16 @@ def _wins(value, best, best_tap):
     return best_tap < 0 or value > best or (value != value and best == best)
 
 
-# Each kernel runs the image planes ``first`` to ``last - 1`` of arrays viewed as
-# (N*C, H, W), so gpunet's threads can each take a run of planes.
+# Each kernel runs every image plane of arrays viewed as (planes, H, W); gpunet's threads
+# each take a run of planes (a view). Loops start at 0, so that Numba knows every index
+# is non-negative.
 
 
 @cpu_kernel
-def _max_forward_cpu(x, y, argmax, first, last, kh, kw, sh, sw, ph, pw):
+def _max_forward_cpu(x, y, argmax, kh, kw, sh, sw, ph, pw):
     h_count, w_count = x.shape[1], x.shape[2]
     oh_count, ow_count = y.shape[1], y.shape[2]
-    for plane in range(first, last):
+    for plane in range(x.shape[0]):
         for oh in range(oh_count):
             for ow in range(ow_count):
                 best = -math.inf
@@ -65,9 +66,9 @@ def _max_forward_cpu(x, y, argmax, first, last, kh, kw, sh, sw, ph, pw):
 
 
 @cpu_kernel
-def _max_backward_cpu(grad, argmax, dx, first, last, kw, sh, sw, ph, pw):
+def _max_backward_cpu(grad, argmax, dx, kw, sh, sw, ph, pw):
     oh_count, ow_count = grad.shape[1], grad.shape[2]
-    for plane in range(first, last):
+    for plane in range(grad.shape[0]):
         dx[plane] = 0
         for oh in range(oh_count):
             for ow in range(ow_count):
@@ -98,11 +99,11 @@ def _max4(a, b, c, d):
 
 
 @cpu_kernel
-def _max2x2_forward_cpu(x, y, argmax, first, last):
+def _max2x2_forward_cpu(x, y, argmax):
     # The common case (2x2 windows, stride 2, no padding, even H and W): the windows
     # tile the input, so no bounds checks; taps and tie-breaking as _max_forward_cpu.
     oh_count, ow_count = y.shape[1], y.shape[2]
-    for plane in range(first, last):
+    for plane in range(x.shape[0]):
         for oh in range(oh_count):
             for ow in range(ow_count):
                 best, tap = _max4(
@@ -116,12 +117,12 @@ def _max2x2_forward_cpu(x, y, argmax, first, last):
 
 
 @cpu_kernel
-def _max2x2_backward_cpu(grad, argmax, dx, first, last):
+def _max2x2_backward_cpu(grad, argmax, dx):
     # Zero the two input rows under an output row while they are in L1, then one store
     # per output at its winning tap, rather than four stores per window through selects.
     oh_count, ow_count = grad.shape[1], grad.shape[2]
     w_count = dx.shape[2]
-    for plane in range(first, last):
+    for plane in range(grad.shape[0]):
         for oh in range(oh_count):
             for iw in range(w_count):
                 dx[plane, 2 * oh, iw] = 0
@@ -132,11 +133,11 @@ def _max2x2_backward_cpu(grad, argmax, dx, first, last):
 
 
 @cpu_kernel
-def _avg_forward_cpu(x, y, first, last, kh, kw, sh, sw, ph, pw):
+def _avg_forward_cpu(x, y, kh, kw, sh, sw, ph, pw):
     h_count, w_count = x.shape[1], x.shape[2]
     oh_count, ow_count = y.shape[1], y.shape[2]
     scale = 1.0 / (kh * kw)
-    for plane in range(first, last):
+    for plane in range(x.shape[0]):
         for oh in range(oh_count):
             for ow in range(ow_count):
                 total = x[plane, 0, 0] * 0  # zero in the input's dtype
@@ -152,11 +153,11 @@ def _avg_forward_cpu(x, y, first, last, kh, kw, sh, sw, ph, pw):
 
 
 @cpu_kernel
-def _avg_backward_cpu(grad, dx, first, last, kh, kw, sh, sw, ph, pw):
+def _avg_backward_cpu(grad, dx, kh, kw, sh, sw, ph, pw):
     h_count, w_count = dx.shape[1], dx.shape[2]
     oh_count, ow_count = grad.shape[1], grad.shape[2]
     scale = 1.0 / (kh * kw)
-    for plane in range(first, last):
+    for plane in range(grad.shape[0]):
         dx[plane] = 0
         for oh in range(oh_count):
             for ow in range(ow_count):
@@ -186,8 +187,10 @@ def _planes(array):
 
 
 def _over_planes(kernel, arrays, planes, work, *geometry):
-    """``kernel(*arrays, first, last, *geometry)`` over runs of planes split by the rule."""
-    _parallel.run_rows(planes, work, lambda first, last: kernel(*arrays, first, last, *geometry))
+    """``kernel(*runs, *geometry)`` over runs of planes of ``arrays``, split by the rule."""
+    _parallel.run_rows(
+        planes, work, lambda first, last: kernel(*(a[first:last] for a in arrays), *geometry)
+    )
 
 
 def max_pool2d_forward_cpu(x, kernel_size, stride, padding):

@@ -165,7 +165,7 @@ def test_max_pool_2x2_fast_path_equals_the_general_kernel(dtype):
     y, argmax = pool.max_pool2d_forward_cpu(x, (2, 2), (2, 2), (0, 0))
     y_general, argmax_general = np.empty_like(y), np.empty_like(argmax)
     planes = (x.reshape(15, 6, 8), y_general.reshape(15, 3, 4), argmax_general.reshape(15, 3, 4))
-    pool._max_forward_cpu(*planes, 0, 15, 2, 2, 2, 2, 0, 0)
+    pool._max_forward_cpu(*planes, 2, 2, 2, 2, 0, 0)
     np.testing.assert_array_equal(y, y_general)
     np.testing.assert_array_equal(argmax, argmax_general)
     assert argmax[0, 0, 0, 0] == 0
@@ -173,7 +173,7 @@ def test_max_pool_2x2_fast_path_equals_the_general_kernel(dtype):
     dx = pool.max_pool2d_backward_cpu(grad, argmax, x.shape, (2, 2), (2, 2), (0, 0))
     dx_general = np.empty_like(x)
     arrays = (grad.reshape(15, 3, 4), argmax.reshape(15, 3, 4), dx_general.reshape(15, 6, 8))
-    pool._max_backward_cpu(*arrays, 0, 15, 2, 2, 2, 0, 0)
+    pool._max_backward_cpu(*arrays, 2, 2, 2, 0, 0)
     np.testing.assert_array_equal(dx, dx_general)
 
 
