@@ -120,7 +120,11 @@ def floating(
         TypeError: for a non-array, complex, boolean, object or string data, or an array
             of another library than ``like``.
     """
-    if type(value) not in _ARRAY_TYPES:
+    if type(value) is np.ndarray and (like is None or type(like) is np.ndarray):
+        current = value.dtype  # the common case, answered from the dtype alone
+        if current == dtype or (dtype is None and current.kind == "f"):
+            return value
+    elif type(value) not in _ARRAY_TYPES:
         array(value, where, what)
     if like is not None and type(value) is not type(like):
         same_library(value, like, where, what)
@@ -243,10 +247,15 @@ def gradient(grad: Any, where: Any, produced: Output | None, what: str = "gradie
         TypeError: for a non-array, complex or boolean data, or another array library.
         ValueError: for another shape.
     """
+    if (
+        produced is not None
+        and type(grad) is produced[2]
+        and grad.dtype == produced[1]
+        and grad.shape == produced[0]
+    ):
+        return grad
     after_forward(produced, where)
     shape_, dtype, array_type = produced
-    if type(grad) is array_type and grad.dtype == dtype and grad.shape == shape_:
-        return grad
     array(grad, where, f"the {what}")
     if type(grad) is not array_type:
         got, wanted = backend.library_of(grad), _library_of_type(array_type)

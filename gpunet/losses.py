@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from gpunet import backend, checks
 from gpunet.backend import namespace
 from gpunet.ops.activations import log_softmax, sigmoid, softmax
@@ -115,7 +117,7 @@ class BinaryCrossEntropy(Loss):
         else:
             log_p, log_not_p = _clamped_log(xp, pred), _clamped_log(xp, 1 - pred)
             losses = -(target * log_p + (1 - target) * log_not_p)
-        if backend.library_of(pred) == "cupy":
+        if type(pred) is not np.ndarray and backend.library_of(pred) == "cupy":
             losses = _poisoned_outside_unit_interval(xp, losses, ranged)
         return _mean(xp, losses)
 
@@ -174,11 +176,10 @@ def _one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any) -> Any:
 
 
 def _clamped_log(xp: Any, p: Any) -> Any:
-    """max(log p, -100), with log 0 never evaluated (no warning)."""
+    """max(log p, -100), with log 0 never evaluated (no warning); NaN stays NaN."""
     positive = p > 0
-    return xp.where(
-        positive, xp.maximum(xp.log(xp.where(positive, p, 1.0)), _LOG_FLOOR), _LOG_FLOOR
-    )
+    floor = _LOG_FLOOR + 0 * p  # NaN where p is NaN, so a diverged model shows a NaN loss
+    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, p, 1.0)), _LOG_FLOOR), floor)
 
 
 def _mean(xp: Any, values: Any) -> Any:
@@ -191,10 +192,14 @@ def _outside_unit_interval(xp: Any, arrays: tuple[Any, ...]) -> int | None:
 
     Not checked on CuPy, where reading the answer would wait for the GPU.
     """
-    if backend.library_of(arrays[0]) == "cupy":
-        return None
     for index, values in enumerate(arrays):
-        if bool(xp.any((values < 0) | (values > 1))):
+        if type(values) is np.ndarray:  # the array methods: half the cost of xp.min
+            low, high = values.min(), values.max()
+        elif backend.library_of(values) == "cupy":
+            return None
+        else:
+            low, high = xp.min(values), xp.max(values)
+        if low < 0 or high > 1:
             return index
     return None
 
