@@ -176,14 +176,11 @@ def labels(value: Any, where: Any, classes: int, what: str = "target") -> Any:
     elif letter == "f":
         xp = backend.namespace(value)
         if value.shape[0] and not bool(xp.all(value == xp.round(value))):
-            raise TypeError(
-                f"{place(where)}: {what} must hold integer class labels, got fractions"
-            )
+            raise TypeError(f"{place(where)}: {what} must hold integer class labels, got fractions")
         value = xp.astype(value, xp.int64)
     else:
         raise TypeError(
-            f"{place(where)}: {what} must hold integer class labels, got dtype "
-            f"{_name(value.dtype)}"
+            f"{place(where)}: {what} must hold integer class labels, got dtype {_name(value.dtype)}"
         )
     if value.shape[0] and backend.library_of(value) != "cupy":
         xp = backend.namespace(value)
@@ -208,12 +205,12 @@ def shape(value: Any, where: Any, expected: Sequence[Any], what: str = "input") 
         cut = list(expected).index(Ellipsis)
         head, tail = expected[:cut], expected[cut + 1 :]
         ok = len(got) >= len(head) + len(tail)
-        if ok:
-            pairs = [*zip(head, got), *zip(tail, got[len(got) - len(tail) :])]
+        matched = (*got[: len(head)], *got[len(got) - len(tail) :]) if ok else ()
+        named = (*head, *tail)
     else:
         ok = len(got) == len(expected)
-        pairs = zip(expected, got)
-    if ok and all(not isinstance(e, int) or e == g for e, g in pairs):
+        matched, named = got, tuple(expected)
+    if ok and all(not isinstance(e, int) or e == g for e, g in zip(named, matched, strict=True)):
         return
     names = ["..." if e is Ellipsis else "?" if e is None else str(e) for e in expected]
     wanted = ", ".join(names) + ("," if len(names) == 1 else "")
@@ -277,8 +274,7 @@ def after_forward(saved: Any, where: Any) -> None:
     """``backward`` called with nothing saved by a forward pass."""
     if saved is None:
         raise RuntimeError(
-            f"{place(where)}: called before forward (there is no forward pass to "
-            "differentiate)"
+            f"{place(where)}: called before forward (there is no forward pass to differentiate)"
         )
 
 
@@ -314,9 +310,7 @@ def number(
         left = "(" if low_open or low is None else "["
         right = ")" if high_open or high is None else "]"
         span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
-        raise ValueError(
-            f"{place(where)}: {name} must be a finite number in {span}, got {value!r}"
-        )
+        raise ValueError(f"{place(where)}: {name} must be a finite number in {span}, got {value!r}")
     return value
 
 
@@ -338,8 +332,10 @@ def choice(value: Any, where: Any, name: str, options: Sequence[Any]) -> Any:
 def instance(value: Any, where: Any, name: str, expected: type, hint: str = "") -> Any:
     """An instance of ``expected`` (a gpunet class), else ``TypeError`` with ``hint``."""
     if not isinstance(value, expected):
-        got = type(value).__name__ if not callable(value) or isinstance(value, type) else (
-            f"the function {getattr(value, '__name__', type(value).__name__)}"
+        got = (
+            type(value).__name__
+            if not callable(value) or isinstance(value, type)
+            else (f"the function {getattr(value, '__name__', type(value).__name__)}")
         )
         raise TypeError(
             f"{place(where)}: {name} must be a {expected.__module__}.{expected.__qualname__}, "

@@ -105,14 +105,16 @@ def test_state_dict_names_and_shapes():
 
 def test_conv2d_rejects_3d_input():
     with pytest.raises(
-        ValueError, match=r"Conv2D.forward: expected input of shape \(N, 3, H, W\), got shape \(3, 8, 8\)"
+        ValueError,
+        match=r"Conv2D.forward: expected input of shape \(N, 3, H, W\), got shape \(3, 8, 8\)",
     ):
         Conv2D(3, 4, 3)(gpunet.asarray(np.zeros((3, 8, 8))))
 
 
 def test_conv2d_rejects_wrong_channel_count():
     with pytest.raises(
-        ValueError, match=r"Conv2D.forward: expected input of shape \(N, 3, H, W\), got shape \(2, 4, 8, 8\)"
+        ValueError,
+        match=r"Conv2D.forward: expected input of shape \(N, 3, H, W\), got shape \(2, 4, 8, 8\)",
     ):
         Conv2D(3, 4, 3)(gpunet.asarray(np.zeros((2, 4, 8, 8))))
 

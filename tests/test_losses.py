@@ -72,7 +72,8 @@ def test_cross_entropy_rejects_labels_out_of_range():
 def test_cross_entropy_rejects_bad_shapes_and_fractional_labels():
     logits = gpunet.asarray(np.zeros((3, 4)))
     with pytest.raises(
-        ValueError, match=r"CrossEntropy.forward: expected logits of shape \(N, C\), got shape \(3,\)"
+        ValueError,
+        match=r"CrossEntropy.forward: expected logits of shape \(N, C\), got shape \(3,\)",
     ):
         CrossEntropy()(gpunet.asarray(np.zeros(3)), gpunet.asarray(np.array([0, 1, 2])))
     with pytest.raises(

@@ -103,7 +103,10 @@ def allgather(comm: Any, value: Any, what: str) -> list[Any]:
     number = start()
     wait(comm.Iallgatherv(payload, [gathered, sizes]), number, what)
     ends = np.cumsum(sizes)
-    return [pickle.loads(gathered[end - size : end].tobytes()) for size, end in zip(sizes, ends)]
+    return [
+        pickle.loads(gathered[end - size : end].tobytes())
+        for size, end in zip(sizes, ends, strict=True)
+    ]
 
 
 def bcast(comm: Any, value: Any, root: int, what: str) -> Any:

@@ -76,7 +76,9 @@ class Conv2D(Layer):
         checks.flag(bias, "Conv2D", "bias")
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         make = torch_default if init == "torch_default" else initializers.get(init, "Conv2D")
-        self.weight = Parameter(initializers.parameter_array(make, shape, dtype, "Conv2D"), "weight")
+        self.weight = Parameter(
+            initializers.parameter_array(make, shape, dtype, "Conv2D"), "weight"
+        )
         self.bias = None
         if bias:
             start = (

@@ -45,9 +45,9 @@ class _Pool2D(Layer):
         padded = tuple(shape[2 + a] + 2 * self.padding[a] for a in (0, 1))
         if self.kernel_size[0] > padded[0] or self.kernel_size[1] > padded[1]:
             raise ValueError(
-                f"{type(self).__name__}.forward: kernel {self.kernel_size[0]}x{self.kernel_size[1]} is larger than "
-                f"the padded input {padded[0]}x{padded[1]}; got input shape {shape} with "
-                f"padding {self.padding}"
+                f"{type(self).__name__}.forward: kernel {self.kernel_size[0]}x"
+                f"{self.kernel_size[1]} is larger than the padded input "
+                f"{padded[0]}x{padded[1]}; got input shape {shape} with padding {self.padding}"
             )
         return x
 

@@ -108,9 +108,7 @@ def check_same_data_on_every_rank(x: Any, y: Any) -> None:
     """
     if not distributed.is_initialized():
         return
-    distributed.check_same_on_every_rank(
-        "fit", "data", {"x": tuple(x.shape), "y": tuple(y.shape)}
-    )
+    distributed.check_same_on_every_rank("fit", "data", {"x": tuple(x.shape), "y": tuple(y.shape)})
 
 
 def _described(value: Any) -> str:
