@@ -397,3 +397,38 @@ def test_a_bad_kernel_switch_set_later_is_named_at_first_use(monkeypatch):
     monkeypatch.setenv("GPUNET_KERNELS", "banana")
     with pytest.raises(ValueError, match=r"GPUNET_KERNELS must be 0 .* got 'banana'"):
         gpunet.nn.ReLU()(arr([[1.0, -1.0]]))
+
+
+# --------------------------------------------------------------------------- the rest
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "expected"),
+    [
+        (lambda: EarlyStopping(patience=2.5), TypeError, r"EarlyStopping: patience must be an "
+         r"int, got 2\.5"),
+        (lambda: EarlyStopping(min_delta="0"), TypeError, r"EarlyStopping: min_delta must be a "
+         r"number"),
+        (lambda: EarlyStopping(monitor=3), TypeError, r"EarlyStopping: monitor must be a log "
+         r"name"),
+        (lambda: gpunet.callbacks.GradientMonitor(low="a"), TypeError,
+         r"GradientMonitor: low must be a number"),
+        (lambda: gpunet.callbacks.CSVLogger("log.csv", separator=";;"), ValueError,
+         r"CSVLogger: separator must be one character"),
+        (lambda: gpunet.callbacks.ModelCheckpoint("m.st", save_best_only="yes"), TypeError,
+         r"ModelCheckpoint: save_best_only must be True or False"),
+        (lambda: gpunet.data.augment.GaussianNoise("0.1"), TypeError,
+         r"GaussianNoise: std must be a number"),
+        (lambda: gpunet.data.augment.RandomFlip()(np.zeros((2, 1, 3, 3), complex)), TypeError,
+         r"RandomFlip: input has dtype complex128"),
+        (lambda: next(gpunet.data.batches([[1.0], [2.0]])), TypeError,
+         r"batches: expected an array for x, got list"),
+        (lambda: gpunet.gradcheck(Dense(2, 2).astype("float64"), np.zeros((2, 2)), eps=0),
+         ValueError, r"gradcheck: eps must be a finite number in \(0, inf\)"),
+        (lambda: gpunet.gradcheck(MSE(), np.zeros((2, 1), complex), np.zeros((2, 1))),
+         TypeError, r"gradcheck: input 0 has dtype complex128"),
+    ],
+)  # fmt: skip
+def test_callbacks_data_and_gradcheck_arguments_are_named(make, error, expected):
+    with pytest.raises(error, match=expected):
+        make()
