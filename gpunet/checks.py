@@ -24,6 +24,7 @@ import numbers
 from collections.abc import Sequence
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from gpunet import backend
@@ -53,18 +54,14 @@ def place(where: Any) -> str:
 
 
 def is_array(value: Any) -> bool:
-    kind = type(value)
-    if kind in _ARRAY_TYPES:
+    """Whether ``value`` is an array of a library the array API covers (not a scalar)."""
+    kind_ = type(value)
+    if kind_ in _ARRAY_TYPES:
         return True
-    if (
-        hasattr(value, "shape")
-        and hasattr(value, "dtype")
-        and hasattr(value, "__array_namespace__")
-        and not isinstance(value, np.generic)
-    ):
-        _ARRAY_TYPES.add(kind)
-        return True
-    return isinstance(value, np.ndarray)  # a subclass (memmap)
+    if isinstance(value, np.generic) or not array_api_compat.is_array_api_obj(value):
+        return False
+    _ARRAY_TYPES.add(kind_)
+    return True
 
 
 def kind(dtype: Any) -> str:
@@ -226,7 +223,9 @@ def same_shape(value: Any, reference_shape: Sequence[int], where: Any, what: str
 
 def nonempty(value: Any, where: Any, what: str = "input") -> None:
     """At least one sample on axis 0."""
-    if len(value.shape) == 0 or value.shape[0] == 0:
+    if len(value.shape) == 0:
+        raise ValueError(f"{place(where)}: expected {what} with samples on axis 0, got a 0-d array")
+    if value.shape[0] == 0:
         raise ValueError(
             f"{place(where)}: {what} is an empty batch (shape {tuple(value.shape)}); "
             "expected at least one sample"

@@ -42,6 +42,16 @@ class Loss:
 
     def _checked_pair(self, pred: Any, target: Any) -> tuple[Any, Any]:
         """``pred`` and ``target`` of one shape, ``target`` cast to ``pred``'s dtype."""
+        if (
+            type(pred) is np.ndarray  # the common case, answered from dtypes and shapes
+            and type(target) is np.ndarray
+            and pred.dtype is target.dtype
+            and pred.dtype.kind == "f"
+            and pred.shape == target.shape
+            and pred.ndim
+            and pred.shape[0]
+        ):
+            return pred, target
         where = (self, "forward")
         pred = checks.floating(pred, where, what="pred")
         target = checks.floating(target, where, pred.dtype, what="target", like=pred)
@@ -55,7 +65,9 @@ class Loss:
         return pred, target
 
     def _last(self) -> Any:
-        checks.after_forward(self._saved, (self, "backward"))
+        """What the last forward saved (RuntimeError before any forward)."""
+        if self._saved is None:
+            checks.after_forward(None, (self, "backward"))
         return self._saved
 
     def __repr__(self) -> str:
@@ -101,34 +113,56 @@ class BinaryCrossEntropy(Loss):
     def forward(self, pred: Any, target: Any) -> Any:
         pred, target = self._checked_pair(pred, target)
         xp = namespace(pred)
-        ranged = (target,) if self.from_logits else (target, pred)
-        outside = _outside_unit_interval(xp, ranged)
-        if outside is not None:
-            labels = ("target", "pred")
-            raise ValueError(
-                f"BinaryCrossEntropy.forward: {labels[outside]} must hold probabilities in "
-                f"[0, 1], got values outside"
-                + ("" if self.from_logits else " (use from_logits=True for logits)")
-            )
-        self._saved = (pred, target)
+        not_target = 1 - target
+        # t (1 - t) < 0 exactly where t is outside [0, 1] (NaN passes): one reduction
+        # checks both arrays, and p (1 - p) is the backward's denominator too.
+        spread = target * not_target
+        product = not_pred = None
+        if not self.from_logits:
+            not_pred = 1 - pred
+            product = pred * not_pred
+            spread = xp.minimum(spread, product)
+        outside = self._outside_unit_interval(xp, spread, target)
         if self.from_logits:
             # max(z, 0) - z t + log(1 + exp(-|z|))
             losses = xp.maximum(pred, 0) - pred * target + xp.log1p(xp.exp(-xp.abs(pred)))
         else:
-            log_p, log_not_p = _clamped_log(xp, pred), _clamped_log(xp, 1 - pred)
-            losses = -(target * log_p + (1 - target) * log_not_p)
-        if type(pred) is not np.ndarray and backend.library_of(pred) == "cupy":
-            losses = _poisoned_outside_unit_interval(xp, losses, ranged)
+            log_p, log_not_p = _clamped_log(xp, pred), _clamped_log(xp, not_pred)
+            losses = -(target * log_p + not_target * log_not_p)
+        if outside is not None:  # CuPy: no check on the host, NaN losses instead
+            losses = xp.where(outside, math.nan, losses)
+        self._saved = (pred, target, product)
         return _mean(xp, losses)
 
+    def _outside_unit_interval(self, xp: Any, spread: Any, target: Any) -> Any:
+        """Refuse a probability outside [0, 1] (where ``spread < 0``).
+
+        Returns None, or on CuPy, where reading the answer would wait for the GPU, the
+        mask of the values outside (the caller makes their losses NaN).
+        """
+        if type(spread) is np.ndarray:
+            lowest = np.minimum.reduce(spread, axis=None)  # no Python frames on the way
+        elif backend.library_of(spread) == "cupy":
+            return spread < 0
+        else:
+            lowest = xp.min(spread)
+        if lowest < 0:
+            which = "target" if xp.min(target * (1 - target)) < 0 else "pred"
+            raise ValueError(
+                f"BinaryCrossEntropy.forward: {which} must hold probabilities in [0, 1], "
+                "got values outside"
+                + ("" if self.from_logits else " (use from_logits=True for logits)")
+            )
+        return None
+
     def backward(self) -> Any:
-        pred, target = self._last()
+        pred, target, product = self._last()
         xp = namespace(pred)
         scale = 1.0 / math.prod(pred.shape)
         if self.from_logits:
             return (sigmoid(pred) - target) * scale
         # PyTorch's BCELoss backward: (p - t) / max(p (1 - p), 1e-12)
-        return (pred - target) / xp.maximum(pred * (1 - pred), 1e-12) * scale
+        return (pred - target) / xp.maximum(product, 1e-12) * scale
 
     def __repr__(self) -> str:
         return f"BinaryCrossEntropy(from_logits={self.from_logits})"
@@ -176,36 +210,14 @@ def _one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any) -> Any:
 
 
 def _clamped_log(xp: Any, p: Any) -> Any:
-    """max(log p, -100), with log 0 never evaluated (no warning); NaN stays NaN."""
-    positive = p > 0
-    floor = _LOG_FLOOR + 0 * p  # NaN where p is NaN, so a diverged model shows a NaN loss
-    return xp.where(positive, xp.maximum(xp.log(xp.where(positive, p, 1.0)), _LOG_FLOOR), floor)
+    """max(log p, -100) for p in [0, 1] or NaN, with log 0 never evaluated (no warning).
+
+    A NaN stays NaN (maximum propagates it), so a diverged model shows a NaN loss.
+    """
+    zero = p == 0
+    return xp.where(zero, _LOG_FLOOR, xp.maximum(xp.log(xp.where(zero, 1.0, p)), _LOG_FLOOR))
 
 
 def _mean(xp: Any, values: Any) -> Any:
     # sum * (1/n): NumPy's mean goes through a slow Python-level path for small arrays.
     return xp.sum(values) * (1.0 / math.prod(values.shape))
-
-
-def _outside_unit_interval(xp: Any, arrays: tuple[Any, ...]) -> int | None:
-    """The index of the first array with a value outside [0, 1] (NaN passes), or None.
-
-    Not checked on CuPy, where reading the answer would wait for the GPU.
-    """
-    for index, values in enumerate(arrays):
-        if type(values) is np.ndarray:  # the array methods: half the cost of xp.min
-            low, high = values.min(), values.max()
-        elif backend.library_of(values) == "cupy":
-            return None
-        else:
-            low, high = xp.min(values), xp.max(values)
-        if low < 0 or high > 1:
-            return index
-    return None
-
-
-def _poisoned_outside_unit_interval(xp: Any, losses: Any, arrays: tuple[Any, ...]) -> Any:
-    """``losses`` with NaN wherever one of ``arrays`` is outside [0, 1] (CuPy's check)."""
-    for values in arrays:
-        losses = xp.where((values < 0) | (values > 1), math.nan, losses)
-    return losses

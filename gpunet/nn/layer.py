@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 from gpunet import backend, checks
 from gpunet.nn.parameter import Parameter
 
@@ -56,6 +58,12 @@ class Layer:
                 array of another library.
             ValueError: for an empty batch.
         """
+        if type(x) is np.ndarray and x.ndim and len(x):  # the common case, from attributes
+            if like is None:
+                if x.dtype.kind == "f":
+                    return x
+            elif type(like) is np.ndarray and x.dtype is like.dtype:  # NumPy's dtypes are
+                return x  # shared objects: 'is' answers for equal ones, else see below
         x = checks.floating(x, (self, "forward"), None if like is None else like.dtype, like=like)
         if not x.shape or not x.shape[0]:
             checks.nonempty(x, (self, "forward"))
@@ -74,7 +82,15 @@ class Layer:
             TypeError: for a non-array, complex or boolean data, or another library.
             ValueError: for a shape other than the output's.
         """
-        return checks.gradient(grad_out, (self, "backward"), self._output)
+        produced = self._output
+        if (  # the common case, answered here without a call
+            produced is not None
+            and type(grad_out) is produced[2]
+            and grad_out.dtype is produced[1]
+            and grad_out.shape == produced[0]
+        ):
+            return grad_out
+        return checks.gradient(grad_out, (self, "backward"), produced)
 
     # ---------------------------------------------------------------- structure
 

@@ -89,8 +89,12 @@ class Optimizer:
         """
         for index, param in enumerate(self.params):
             grad, data = param.grad, param.data
+            # 'is' on dtypes: NumPy's are shared objects; an equal one that is not the same
+            # object takes the full check, which keeps it as it is
             if grad is not None and (
-                type(grad) is not type(data) or grad.dtype != data.dtype or grad.shape != data.shape
+                type(grad) is not type(data)
+                or grad.dtype is not data.dtype
+                or grad.shape != data.shape
             ):
                 param.grad = self._checked_gradient(index, param)
 
