@@ -135,7 +135,10 @@ def test_early_stopping_rejects_bad_arguments():
         ValueError, match="EarlyStopping: mode must be 'auto', 'min' or 'max', got 'up'"
     ):
         EarlyStopping(mode="up")
-    with pytest.raises(ValueError, match=r"EarlyStopping: min_delta must be a finite number in \[0, inf\), got -0.1"):
+    with pytest.raises(
+        ValueError,
+        match=r"EarlyStopping: min_delta must be a finite number in \[0, inf\), got -0.1",
+    ):
         EarlyStopping(min_delta=-0.1)
 
 
