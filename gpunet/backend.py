@@ -5,9 +5,13 @@ else asks it for a namespace (``namespace(*arrays)`` or ``xp()``) and writes arr
 code against that.
 
 The backend is chosen by ``GPUNET_BACKEND`` (``numpy`` by default, ``cupy``,
-``array_api_strict`` or ``auto``), read on first use, or in code by ``set(name)`` and the
-context manager ``using(name)``. ``GPUNET_DEVICE`` picks the GPU index for CuPy and
-``GPUNET_KERNELS=0`` turns the Numba kernels off.
+``array_api_strict`` or ``auto``), loaded on first use, or in code by ``set(name)`` and
+the context manager ``using(name)``. ``GPUNET_DEVICE`` picks the GPU index for CuPy and
+``GPUNET_KERNELS=0`` turns the Numba kernels off (``1``, the default, uses them).
+
+The three variables are checked when gpunet is imported: a value that is not one of the
+allowed ones raises ``ValueError`` naming the variable, the allowed values and what came.
+An empty value counts as unset.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ _state = _State()
 def name() -> str:
     """The name of the backend in use: ``"numpy"``, ``"cupy"`` or ``"array_api_strict"``."""
     if _state.name is None:
-        set(os.environ.get("GPUNET_BACKEND", "numpy"))
+        set(_backend_variable())
     return _state.name
 
 
@@ -77,10 +81,10 @@ def set(backend: str) -> None:  # noqa: A001 - the public name is gpunet.backend
         ValueError: for an unknown name.
         BackendError: when the backend cannot be used here (the message says why).
     """
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(
-            f"unknown backend {backend!r} (from GPUNET_BACKEND or backend.set); "
-            f"expected one of {', '.join(BACKENDS)}"
+            f"gpunet.backend.set: unknown backend {backend!r}; expected one of "
+            f"{', '.join(BACKENDS)}"
         )
     if backend == "auto":
         try:
@@ -171,11 +175,7 @@ def _driver_problem(cupy: ModuleType, err: Exception) -> str:
 
 
 def _device_index(count: int) -> int:
-    raw = os.environ.get("GPUNET_DEVICE", "0")
-    try:
-        index = int(raw)
-    except ValueError:
-        raise BackendError(f"GPUNET_DEVICE must be a GPU index, got {raw!r}") from None
+    index = _device_variable()
     if not 0 <= index < count:
         raise BackendError(
             f"GPUNET_DEVICE={index} but {count} GPU(s) are visible (indices 0..{count - 1})"
@@ -199,6 +199,9 @@ def set_device(index: int) -> None:
     Raises:
         BackendError: if CuPy is not usable or there is no GPU ``index``.
     """
+    from gpunet import checks
+
+    checks.integer(index, "gpunet.backend.set_device", "index", minimum=0)
     count = device_count()
     if count == 0:
         raise BackendError(f"set_device({index}): no CUDA GPU is usable through CuPy here")
@@ -359,8 +362,18 @@ def seed(value: int) -> None:
     Parameter initialisation and shuffling draw from a host-side NumPy generator, so a
     seed gives the same initial model on every backend; dropout masks are drawn on the
     device from a generator derived from the same seed.
+
+    Args:
+        value: an int >= 0.
+
+    Raises:
+        TypeError: for anything but an int (a string, a float, a bool).
+        ValueError: for a negative int.
     """
-    _state.seed = int(value)
+    from gpunet import checks  # checks imports this module
+
+    value = checks.integer(value, "gpunet.seed", "the seed", minimum=0)
+    _state.seed = value
     _state.host_rng = np.random.default_rng(value)
     _state.device_rng = None
 
@@ -425,8 +438,19 @@ def scatter_add(target: Any, indices: Any, values: Any) -> Any:
 
 
 def kernels_enabled() -> bool:
-    """Whether Numba kernels may be used (``GPUNET_KERNELS`` is not ``0``)."""
-    return os.environ.get("GPUNET_KERNELS", "1") != "0"
+    """Whether Numba kernels may be used: ``GPUNET_KERNELS`` is ``1`` or unset, not ``0``.
+
+    Read on every call, so a test can switch it.
+
+    Raises:
+        ValueError: for any other value of ``GPUNET_KERNELS``.
+    """
+    value = os.environ.get("GPUNET_KERNELS")
+    if value == "0":
+        return False
+    if value is None or value == "1" or value == "":
+        return True
+    raise _variable_error("GPUNET_KERNELS", value, "0 (reference code only) or 1 (the default)")
 
 
 def kernel(op: str, namespace_: ModuleType) -> Any:
@@ -479,3 +503,38 @@ def _check_numba_cuda(cupy: ModuleType | None = None) -> None:
 
 # (op, namespace name) -> kernel or None; asked on every call of an op, so remembered
 _KERNEL_CACHE: dict[tuple[str, str], Any] = {}
+
+
+# --------------------------------------------------------------------------- variables
+
+
+def _variable_error(variable: str, value: str, expected: str) -> ValueError:
+    return ValueError(f"{variable} must be {expected}, got {value!r}")
+
+
+def _backend_variable() -> str:
+    value = os.environ.get("GPUNET_BACKEND") or "numpy"
+    if value not in BACKENDS:
+        raise _variable_error("GPUNET_BACKEND", value, f"one of {', '.join(BACKENDS)}")
+    return value
+
+
+def _device_variable() -> int:
+    value = os.environ.get("GPUNET_DEVICE") or "0"
+    if not (value.isascii() and value.isdigit()):
+        raise _variable_error("GPUNET_DEVICE", value, "a GPU index, an int >= 0")
+    return int(value)
+
+
+def check_environment() -> None:
+    """Check ``GPUNET_BACKEND``, ``GPUNET_KERNELS`` and ``GPUNET_DEVICE`` (at import).
+
+    Raises:
+        ValueError: naming the first variable whose value is not allowed.
+    """
+    _backend_variable()
+    kernels_enabled()
+    _device_variable()
+
+
+check_environment()

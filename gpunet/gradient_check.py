@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import backend
+from gpunet import backend, checks
 from gpunet.losses import Loss
 from gpunet.nn.layer import Layer
 
@@ -80,7 +80,19 @@ def gradcheck(
 
     Returns:
         A ``GradcheckResult``; ``bool(result)`` tells whether it passed.
+
+    Raises:
+        TypeError: for a target that is neither, or inputs that are not real numbers.
+        ValueError: for a layer whose parameters are not float64, or bad settings.
     """
+    checks.number(eps, "gradcheck", "eps", 0, low_open=True)
+    checks.number(tolerance, "gradcheck", "tolerance", 0)
+    checks.integer(seed, "gradcheck", "seed", minimum=0)
+    if not inputs:
+        raise TypeError("gradcheck: expected the inputs to check after the target")
+    for index, x in enumerate(inputs):
+        if checks.is_array(x):  # nested lists are made arrays below
+            checks.real(x, "gradcheck", f"input {index}")
     arrays = [_as_float64(x) for x in inputs]
     if isinstance(target, Loss):
         probes = _loss_probes(target, arrays)

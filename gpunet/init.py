@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import backend
+from gpunet import backend, checks
 
 Shape = tuple[int, ...]
 
@@ -62,7 +62,30 @@ def _check_shape(shape: Shape, name: str) -> None:
 
 
 def _to_backend(values: np.ndarray, dtype: Any) -> Any:
-    return backend.asarray(values, dtype=dtype if dtype is not None else backend.DEFAULT_FLOAT)
+    array = backend.asarray(values, dtype=dtype if dtype is not None else backend.DEFAULT_FLOAT)
+    if checks.kind(array.dtype) != "f":
+        raise TypeError(
+            f"gpunet.init: parameters must have a real floating dtype (float32, float64), "
+            f"got dtype {dtype!r}"
+        )
+    return array
+
+
+def parameter_array(make: Callable[..., Any], shape: Shape, dtype: Any, layer: str) -> Any:
+    """``make(shape, dtype=dtype)`` checked: an array of ``shape`` with a floating dtype.
+
+    Raises:
+        TypeError, ValueError: naming ``layer`` when the initialiser returned something else.
+    """
+    array = make(shape, dtype=dtype)
+    where = f"{layer}: the initialiser {getattr(make, '__name__', make)!r}"
+    checks.array(array, where, "its result")
+    if tuple(array.shape) != tuple(shape) or checks.kind(array.dtype) != "f":
+        raise ValueError(
+            f"{where} returned an array of shape {tuple(array.shape)} and dtype {array.dtype}; "
+            f"expected shape {tuple(shape)} with a floating dtype"
+        )
+    return array
 
 
 def zeros(shape: Shape, *, dtype: Any = None) -> Any:
@@ -214,7 +237,7 @@ def get(init: str | Callable[..., Any], layer: str = "init") -> Callable[..., An
         return init
     try:
         return INITIALIZERS[init]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(
             f"{layer}: unknown initialiser {init!r}; available: {', '.join(sorted(INITIALIZERS))}"
         ) from None

@@ -4,11 +4,18 @@ Never pickle: the file is safetensors (tensors plus a string-to-string header), 
 a checkpoint cannot run code. The tensors are host (NumPy) copies named ``model/<name>``
 (``model/0.weight``) and ``optimizer/<i.key>`` (``optimizer/0.exp_avg``); the header holds
 JSON: gpunet version, backend, dtype, the optimizer's name, step count and
-hyper-parameters, the host RNG state, a CRC-32 per tensor and the user's metadata.
+hyper-parameters, the host RNG state, the user's metadata, a CRC-32 per tensor (over its
+dtype, shape and bytes) and a CRC-32 of the header itself.
 
-A checkpoint is written to a temporary file in the same directory, flushed to disk and
-renamed over the target (``os.replace``, atomic on POSIX and Windows), so a crash or a
-full disk leaves either the old checkpoint or the new one, never half of one.
+Saving is atomic (``gpunet.atomic_file``): a temporary file in the same directory,
+flushed to disk and renamed over the target, so a crash or a full disk leaves either
+the old checkpoint or the new one, never half of one; the temporary file of a save that
+was killed is removed by the next save of the same path.
+
+Loading is all or nothing: the whole file is verified (header and tensors against their
+checksums) and every value validated as the constructors validate (shapes and dtypes of
+the tensors, the optimizer's hyper-parameters, step counts, the RNG state) before the
+model, the optimizer or the RNG is touched. A file that fails leaves them as they were.
 
 What is saved of the randomness: the host NumPy generator (``gpunet.backend.host_rng``),
 which draws initial weights and ``fit``'s shuffling, so resuming repeats the same order.
@@ -18,23 +25,24 @@ saved: a model with dropout resumes with different masks than an uninterrupted r
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import tempfile
 import zlib
 from typing import Any
 
 import numpy as np
 import safetensors.numpy
 
-from gpunet import backend
+from gpunet import atomic_file, backend
+from gpunet.nn.layer import Layer
+from gpunet.optim.optimizer import Optimizer
 
 FORMAT = "gpunet-checkpoint"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 MODEL_PREFIX = "model/"
 OPTIMIZER_PREFIX = "optimizer/"
+HEADER_CHECKSUM = "header_checksum"
 
 
 class CheckpointError(ValueError):
@@ -58,12 +66,14 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **metadata:
 
     Raises:
         FileNotFoundError: if the directory does not exist.
-        TypeError: if a metadata value is not JSON-serialisable.
+        TypeError: if a metadata value is not JSON-serialisable, or ``model`` or
+            ``optimizer`` is not a gpunet layer or optimizer.
     """
     path = os.fspath(path)
+    _check_objects("gpunet.save", model, optimizer)
     check_directory(path, "gpunet.save")
     try:
-        user = json.dumps(metadata)
+        user = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise TypeError(f"gpunet.save: metadata must be JSON-serialisable ({err})") from None
     state = model.state_dict()
@@ -92,8 +102,9 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **metadata:
                 "hyperparameters": optimizer_state["hyperparameters"],
             }
         )
-    header["checksums"] = json.dumps({key: _crc32(value) for key, value in tensors.items()})
-    _atomic_write(path, safetensors.numpy.save(tensors, metadata=header))
+    header["checksums"] = json.dumps({key: _checksum(value) for key, value in tensors.items()})
+    header[HEADER_CHECKSUM] = _header_checksum(header)
+    atomic_file.write(path, safetensors.numpy.save(tensors, metadata=header))
     return path
 
 
@@ -118,44 +129,35 @@ def load(
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        CheckpointError: for a truncated or corrupted file, a file that is not a gpunet
-            checkpoint, parameter names or shapes that differ (every mismatch listed), or
-            optimizer state that is missing or from another optimizer. On error the
-            model and optimizer are left as they were.
+        CheckpointError: for a truncated or corrupted file (header included), a file
+            that is not a gpunet checkpoint, parameter names or shapes that differ (every
+            mismatch listed), optimizer state that is missing, from another optimizer or
+            holds values its constructor refuses (``lr = -5``). Nothing is changed
+            before everything is checked: on error the model, the optimizer and the RNG
+            are left as they were.
     """
     path = os.fspath(path)
+    _check_objects("gpunet.load", model, optimizer)
     header, tensors = read(path)
-    model_state = _strip(tensors, MODEL_PREFIX)
+    unknown = [k for k in tensors if not k.startswith((MODEL_PREFIX, OPTIMIZER_PREFIX))]
+    if unknown:
+        raise CheckpointError(f"gpunet.load: {path} holds unexpected tensors {unknown}")
+    metadata = _json_field(path, header, "metadata")
+    try:
+        model_state = model.checked_state_dict(_strip(tensors, MODEL_PREFIX))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"gpunet.load: {path} does not fit the model: {err}") from None
     optimizer_state = None
     if optimizer is not None:
-        if "optimizer" not in header:
-            raise CheckpointError(
-                f"gpunet.load: {path} holds no optimizer state (saved without an optimizer); "
-                "load it with optimizer=None"
-            )
-        optimizer_state = json.loads(header["optimizer"])
-        name = type(optimizer).__name__
-        if optimizer_state["optimizer"] != name:
-            raise CheckpointError(
-                f"gpunet.load: {path} holds {optimizer_state['optimizer']} state, not {name} state"
-            )
-        optimizer_state["state"] = _strip(tensors, OPTIMIZER_PREFIX)
-    previous = dict(model.state_dict())
-    try:
-        model.load_state_dict(model_state)
-    except ValueError as err:
-        raise CheckpointError(f"gpunet.load: {path} does not fit the model: {err}") from None
+        optimizer_state = _checked_optimizer_state(path, header, tensors, optimizer)
+    rng_state = _checked_rng_state(path, header) if restore_rng else None
+    # Everything is checked: from here on nothing can fail.
+    model.load_state_dict(model_state)
     if optimizer_state is not None:
-        try:
-            optimizer.load_state_dict(optimizer_state)
-        except ValueError as err:
-            model.load_state_dict(previous)
-            raise CheckpointError(
-                f"gpunet.load: {path} does not fit the optimizer: {err}"
-            ) from None
-    if restore_rng:
-        backend.set_rng_state(json.loads(header["rng_state"]))
-    return json.loads(header["metadata"])
+        optimizer.load_state_dict(optimizer_state)
+    if rng_state is not None:
+        backend.set_rng_state(rng_state)
+    return metadata
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]]:
@@ -163,7 +165,8 @@ def read(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        CheckpointError: if it is not a complete, uncorrupted gpunet checkpoint.
+        CheckpointError: if it is not a complete, uncorrupted gpunet checkpoint: its
+            header must match its checksum and every tensor its own.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -175,11 +178,11 @@ def read(path: str | os.PathLike) -> tuple[dict[str, str], dict[str, np.ndarray]
         tensors = safetensors.numpy.load(data)
     except Exception as err:  # SafetensorError: truncated data, bad offsets, ...
         raise CheckpointError(f"gpunet.load: {path} is truncated or corrupted ({err})") from None
-    expected = json.loads(header.get("checksums", "{}"))
-    if set(expected) != set(tensors):
+    expected = _json_field(path, header, "checksums")
+    if not isinstance(expected, dict) or set(expected) != set(tensors):
         raise CheckpointError(f"gpunet.load: {path} is corrupted: its tensor list was altered")
     for key, value in tensors.items():
-        if _crc32(value) != expected[key]:
+        if _checksum(value) != expected[key]:
             raise CheckpointError(
                 f"gpunet.load: {path} is corrupted: tensor {key!r} fails its checksum"
             )
@@ -229,37 +232,12 @@ def _header(path: str, data: bytes) -> dict[str, str]:
             f"gpunet.load: {path} has checkpoint format {header.get('format_version')}, "
             f"this gpunet reads format {FORMAT_VERSION}"
         )
+    if header.get(HEADER_CHECKSUM) != _header_checksum(header):
+        raise CheckpointError(
+            f"gpunet.load: {path} is corrupted: its header fails its checksum (the header "
+            "was altered after saving)"
+        )
     return header
-
-
-def _atomic_write(path: str, payload: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory
-    )
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it 0600
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: str) -> None:
-    # Makes the rename itself durable on POSIX; Windows cannot open directories.
-    if sys.platform == "win32":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _host(value: Any) -> np.ndarray:
@@ -267,8 +245,68 @@ def _host(value: Any) -> np.ndarray:
     return np.asarray(backend.to_numpy(value), order="C")
 
 
-def _crc32(array: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
+def _checksum(array: np.ndarray) -> int:
+    """CRC-32 of a tensor's dtype, shape and bytes (a reshaped tensor fails it too)."""
+    described = zlib.crc32(f"{array.dtype.str}{tuple(array.shape)}".encode())
+    return zlib.crc32(np.ascontiguousarray(array).reshape(-1).view(np.uint8), described)
+
+
+def _header_checksum(header: dict[str, str]) -> str:
+    """CRC-32 of every header entry but this checksum, in a canonical order."""
+    covered = {key: value for key, value in header.items() if key != HEADER_CHECKSUM}
+    return str(zlib.crc32(json.dumps(covered, sort_keys=True).encode()))
+
+
+def _json_field(path: str, header: dict[str, str], key: str) -> Any:
+    try:
+        return json.loads(header[key])
+    except (KeyError, TypeError, ValueError):
+        raise CheckpointError(
+            f"gpunet.load: {path} is corrupted: header entry {key!r} is missing or not JSON"
+        ) from None
+
+
+def _checked_optimizer_state(
+    path: str, header: dict[str, str], tensors: dict[str, np.ndarray], optimizer: Any
+) -> dict[str, Any]:
+    """The optimizer's state from the file, checked as its constructor checks."""
+    if "optimizer" not in header:
+        raise CheckpointError(
+            f"gpunet.load: {path} holds no optimizer state (saved without an optimizer); "
+            "load it with optimizer=None"
+        )
+    saved = _json_field(path, header, "optimizer")
+    name = type(getattr(optimizer, "optimizer", optimizer)).__name__
+    if not isinstance(saved, dict) or saved.get("optimizer") != name:
+        found = saved.get("optimizer") if isinstance(saved, dict) else saved
+        raise CheckpointError(f"gpunet.load: {path} holds {found} state, not {name} state")
+    saved["state"] = _strip(tensors, OPTIMIZER_PREFIX)
+    try:
+        return optimizer.checked_state_dict(saved)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"gpunet.load: {path} does not fit the optimizer: {err}") from None
+
+
+def _checked_rng_state(path: str, header: dict[str, str]) -> dict[str, Any]:
+    """The saved host RNG state, tried on a generator of the same kind first."""
+    state = _json_field(path, header, "rng_state")
+    try:
+        type(backend.host_rng().bit_generator)().state = state
+    except (ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(
+            f"gpunet.load: {path} holds an RNG state this generator cannot take ({err!r})"
+        ) from None
+    return state
+
+
+def _check_objects(caller: str, model: Any, optimizer: Any) -> None:
+    if not isinstance(model, Layer):
+        raise TypeError(f"{caller}: model must be a gpunet.nn.Layer, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"{caller}: optimizer must be a gpunet optimizer or None, got "
+            f"{type(optimizer).__name__}"
+        )
 
 
 def _strip(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

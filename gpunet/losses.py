@@ -1,7 +1,10 @@
 """Losses: ``loss = loss_fn(pred, target)`` returns a 0-d array on the device,
 ``loss_fn.backward()`` returns d loss / d pred for the last call.
 
-Every loss averages over the batch (PyTorch's ``reduction="mean"``).
+Every loss averages over the batch (PyTorch's ``reduction="mean"``). Inputs are checked
+first (``gpunet.checks``): ``pred`` is a non-empty array of real numbers (floating kept,
+integers cast to float32); a target of real numbers is cast to ``pred``'s dtype; class
+labels are integers (or whole floats) in range.
 """
 
 from __future__ import annotations
@@ -9,7 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gpunet import backend
+import numpy as np
+
+from gpunet import backend, checks
 from gpunet.backend import namespace
 from gpunet.ops.activations import log_softmax, sigmoid, softmax
 
@@ -18,7 +23,13 @@ _LOG_FLOOR = -100.0
 
 
 class Loss:
-    """Base class: subclasses implement ``forward`` and ``backward``."""
+    """Base class: subclasses implement ``forward`` and ``backward``.
+
+    ``forward`` saves what ``backward`` needs in ``_saved``; ``backward`` before any
+    forward raises ``RuntimeError``.
+    """
+
+    _saved: Any = None
 
     def __call__(self, pred: Any, target: Any) -> Any:
         return self.forward(pred, target)
@@ -29,12 +40,35 @@ class Loss:
     def backward(self) -> Any:
         raise NotImplementedError
 
-    def _same_shape(self, pred: Any, target: Any) -> None:
+    def _checked_pair(self, pred: Any, target: Any) -> tuple[Any, Any]:
+        """``pred`` and ``target`` of one shape, ``target`` cast to ``pred``'s dtype."""
+        if (
+            type(pred) is np.ndarray  # the common case, answered from dtypes and shapes
+            and type(target) is np.ndarray
+            and pred.dtype is target.dtype
+            and pred.dtype.kind == "f"
+            and pred.shape == target.shape
+            and pred.ndim
+            and pred.shape[0]
+        ):
+            return pred, target
+        where = (self, "forward")
+        pred = checks.floating(pred, where, what="pred")
+        target = checks.floating(target, where, pred.dtype, what="target", like=pred)
         if tuple(pred.shape) != tuple(target.shape):
             raise ValueError(
-                f"{type(self).__name__}: pred shape {tuple(pred.shape)} and target shape "
-                f"{tuple(target.shape)} differ; they must be equal"
+                f"{type(self).__name__}.forward: pred shape {tuple(pred.shape)} and target "
+                f"shape {tuple(target.shape)} differ; they must be equal"
             )
+        if not pred.shape or not pred.shape[0]:
+            checks.nonempty(pred, where, "pred")
+        return pred, target
+
+    def _last(self) -> Any:
+        """What the last forward saved (RuntimeError before any forward)."""
+        if self._saved is None:
+            checks.after_forward(None, (self, "backward"))
+        return self._saved
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -48,14 +82,13 @@ class MSE(Loss):
     """
 
     def forward(self, pred: Any, target: Any) -> Any:
-        self._same_shape(pred, target)
-        xp = namespace(pred, target)
-        diff = pred - _as_dtype(target, pred)
-        self._diff = diff
-        return _mean(xp, diff * diff)
+        pred, target = self._checked_pair(pred, target)
+        diff = pred - target
+        self._saved = diff
+        return _mean(namespace(diff), diff * diff)
 
     def backward(self) -> Any:
-        diff = self._diff
+        diff = self._last()
         return diff * (2.0 / math.prod(diff.shape))
 
 
@@ -68,33 +101,68 @@ class BinaryCrossEntropy(Loss):
             probabilities, and log p is clamped at -100 as in PyTorch).
 
     Shapes:
-        pred and target of the same shape; targets in [0, 1].
+        pred and target of the same shape; targets in [0, 1], and probabilities in
+        [0, 1] unless ``from_logits``: a value outside raises ``ValueError`` (on CuPy,
+        where a check would wait for the GPU, the loss is NaN instead). NaN passes, so
+        a diverged model shows a NaN loss.
     """
 
     def __init__(self, from_logits: bool = False):
-        self.from_logits = from_logits
+        self.from_logits = checks.flag(from_logits, "BinaryCrossEntropy", "from_logits")
 
     def forward(self, pred: Any, target: Any) -> Any:
-        self._same_shape(pred, target)
-        xp = namespace(pred, target)
-        target = _as_dtype(target, pred)
-        self._saved = (pred, target)
+        pred, target = self._checked_pair(pred, target)
+        xp = namespace(pred)
+        not_target = 1 - target
+        # t (1 - t) < 0 exactly where t is outside [0, 1] (NaN passes): one reduction
+        # checks both arrays, and p (1 - p) is the backward's denominator too.
+        spread = target * not_target
+        product = not_pred = None
+        if not self.from_logits:
+            not_pred = 1 - pred
+            product = pred * not_pred
+            spread = xp.minimum(spread, product)
+        outside = self._outside_unit_interval(xp, spread, target)
         if self.from_logits:
             # max(z, 0) - z t + log(1 + exp(-|z|))
             losses = xp.maximum(pred, 0) - pred * target + xp.log1p(xp.exp(-xp.abs(pred)))
         else:
-            log_p, log_not_p = _clamped_log(xp, pred), _clamped_log(xp, 1 - pred)
-            losses = -(target * log_p + (1 - target) * log_not_p)
+            log_p, log_not_p = _clamped_log(xp, pred), _clamped_log(xp, not_pred)
+            losses = -(target * log_p + not_target * log_not_p)
+        if outside is not None:  # CuPy: no check on the host, NaN losses instead
+            losses = xp.where(outside, math.nan, losses)
+        self._saved = (pred, target, product)
         return _mean(xp, losses)
 
+    def _outside_unit_interval(self, xp: Any, spread: Any, target: Any) -> Any:
+        """Refuse a probability outside [0, 1] (where ``spread < 0``).
+
+        Returns None, or on CuPy, where reading the answer would wait for the GPU, the
+        mask of the values outside (the caller makes their losses NaN).
+        """
+        if type(spread) is np.ndarray:
+            lowest = np.minimum.reduce(spread, axis=None)  # no Python frames on the way
+        elif backend.library_of(spread) == "cupy":
+            return spread < 0
+        else:
+            lowest = xp.min(spread)
+        if lowest < 0:
+            which = "target" if xp.min(target * (1 - target)) < 0 else "pred"
+            raise ValueError(
+                f"BinaryCrossEntropy.forward: {which} must hold probabilities in [0, 1], "
+                "got values outside"
+                + ("" if self.from_logits else " (use from_logits=True for logits)")
+            )
+        return None
+
     def backward(self) -> Any:
-        pred, target = self._saved
+        pred, target, product = self._last()
         xp = namespace(pred)
         scale = 1.0 / math.prod(pred.shape)
         if self.from_logits:
             return (sigmoid(pred) - target) * scale
         # PyTorch's BCELoss backward: (p - t) / max(p (1 - p), 1e-12)
-        return (pred - target) / xp.maximum(pred * (1 - pred), 1e-12) * scale
+        return (pred - target) / xp.maximum(product, 1e-12) * scale
 
     def __repr__(self) -> str:
         return f"BinaryCrossEntropy(from_logits={self.from_logits})"
@@ -110,37 +178,25 @@ class CrossEntropy(Loss):
     """
 
     def forward(self, pred: Any, target: Any) -> Any:
+        where = (self, "forward")
+        pred = checks.floating(pred, where, what="logits")
         if pred.ndim != 2:
-            raise ValueError(f"CrossEntropy: expected logits (N, C), got shape {tuple(pred.shape)}")
-        if target.ndim != 1 or target.shape[0] != pred.shape[0]:
-            raise ValueError(
-                f"CrossEntropy: expected integer labels of shape ({pred.shape[0]},), "
-                f"got shape {tuple(target.shape)}"
-            )
+            checks.shape(pred, where, ("N", "C"), "logits")
+        if not pred.shape[0]:
+            checks.nonempty(pred, where, "logits")
+        checks.array(target, where, "target")
+        if tuple(target.shape) != (pred.shape[0],):
+            checks.shape(target, where, (pred.shape[0],), "integer labels")
         xp = namespace(pred, target)
-        if not xp.isdtype(target.dtype, "integral"):
-            raise ValueError(
-                f"CrossEntropy: expected integer class labels, got dtype {target.dtype}"
-            )
         n_classes = pred.shape[1]
+        target = checks.labels(target, where, n_classes)
         one_hot = _one_hot(xp, target, n_classes, pred.dtype)
-        self._check_labels(xp, target, n_classes)
         log_probs = log_softmax(pred, axis=1)
         self._saved = (pred, one_hot)
         return -xp.sum(log_probs * one_hot) / pred.shape[0]
 
-    def _check_labels(self, xp: Any, target: Any, n_classes: int) -> None:
-        if backend.library_of(target) == "cupy":
-            return  # a check would stop the GPU; out-of-range rows give a NaN loss instead
-        low, high = int(xp.min(target)), int(xp.max(target))
-        if low < 0 or high >= n_classes:
-            raise ValueError(
-                f"CrossEntropy: labels must be in [0, {n_classes - 1}] for {n_classes} "
-                f"classes, got labels in [{low}, {high}]"
-            )
-
     def backward(self) -> Any:
-        pred, one_hot = self._saved
+        pred, one_hot = self._last()
         return (softmax(pred, axis=1) - one_hot) / pred.shape[0]
 
 
@@ -154,19 +210,14 @@ def _one_hot(xp: Any, labels: Any, n_classes: int, dtype: Any) -> Any:
 
 
 def _clamped_log(xp: Any, p: Any) -> Any:
-    """max(log p, -100), with log 0 never evaluated (no warning)."""
-    positive = p > 0
-    return xp.where(
-        positive, xp.maximum(xp.log(xp.where(positive, p, 1.0)), _LOG_FLOOR), _LOG_FLOOR
-    )
+    """max(log p, -100) for p in [0, 1] or NaN, with log 0 never evaluated (no warning).
+
+    A NaN stays NaN (maximum propagates it), so a diverged model shows a NaN loss.
+    """
+    zero = p == 0
+    return xp.where(zero, _LOG_FLOOR, xp.maximum(xp.log(xp.where(zero, 1.0, p)), _LOG_FLOOR))
 
 
 def _mean(xp: Any, values: Any) -> Any:
     # sum * (1/n): NumPy's mean goes through a slow Python-level path for small arrays.
     return xp.sum(values) * (1.0 / math.prod(values.shape))
-
-
-def _as_dtype(target: Any, pred: Any) -> Any:
-    if target.dtype == pred.dtype:
-        return target
-    return namespace(target).astype(target, pred.dtype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 
 
@@ -27,9 +28,9 @@ class L1L2:
     l2: float = 0.0
 
     def __post_init__(self) -> None:
-        for label, value in (("l1", self.l1), ("l2", self.l2)):
-            if not value >= 0:
-                raise ValueError(f"{type(self).__name__}: {label} must be >= 0, got {value}")
+        for label in ("l1", "l2"):
+            value = checks.number(getattr(self, label), type(self).__name__, label, 0)
+            object.__setattr__(self, label, value)
 
     def penalty(self, weight: Any) -> Any:
         xp = namespace(weight)
@@ -58,6 +59,23 @@ def L1(l: float = 0.01) -> L1L2:  # noqa: N802 - Keras' names
 def L2(l: float = 0.01) -> L1L2:  # noqa: N802
     """The L2 penalty ``l * sum(W**2)`` (weight decay)."""
     return L1L2(l2=l)
+
+
+def check(regularizer: Any, layer: str) -> Any:
+    """``regularizer`` if it is None or has ``penalty`` and ``gradient`` methods.
+
+    Raises:
+        TypeError: naming ``layer`` and what came instead.
+    """
+    if regularizer is None or (
+        callable(getattr(regularizer, "penalty", None))
+        and callable(getattr(regularizer, "gradient", None))
+    ):
+        return regularizer
+    raise TypeError(
+        f"{layer}: regularizer must be None or a regularizer such as "
+        f"gpunet.regularizers.L2(1e-4) (with penalty and gradient methods), got {regularizer!r}"
+    )
 
 
 def penalty(model: Any) -> Any:

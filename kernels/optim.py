@@ -29,6 +29,14 @@ from ._cuda import launch, numba_cuda
 from ._jit import cpu_kernel
 
 # --------------------------------------------------------------------------- scalar rules
+
+
+@njit(inline="always")
+def decayed(g, p, weight_decay):
+    """``g + weight_decay * p``, and ``g`` itself when there is no decay (as the reference
+    and PyTorch: 0 * inf is NaN). A select, so the loops stay branch-free."""
+    with_decay = g + weight_decay * p
+    return with_decay if weight_decay != 0 else g
 # Each rule takes its hyper-parameters as one tuple ``hyper`` (already in the arrays'
 # dtype) and returns the new values of the parameter element and its state elements.
 # The rules are branch-free: switched-off terms have a zero factor (weight decay) and
@@ -40,7 +48,7 @@ from ._jit import cpu_kernel
 def sgd_scalar(p, g, buf, hyper):
     """SGD with momentum: returns (new p, new momentum buffer)."""
     lr, momentum, damp_keep, weight_decay, nesterov, first, use_momentum = hyper
-    g = g + weight_decay * p
+    g = decayed(g, p, weight_decay)
     new_buf = g if first else momentum * buf + damp_keep * g
     step = (g + momentum * new_buf if nesterov else new_buf) if use_momentum else g
     return p - lr * step, (new_buf if use_momentum else buf)
@@ -50,7 +58,7 @@ def sgd_scalar(p, g, buf, hyper):
 def adagrad_scalar(p, g, total, hyper):
     """Adagrad: returns (new p, new sum of squared gradients)."""
     clr, weight_decay, eps = hyper
-    g = g + weight_decay * p
+    g = decayed(g, p, weight_decay)
     total = total + g * g
     return p - clr * (g / (math.sqrt(total) + eps)), total
 
@@ -59,7 +67,7 @@ def adagrad_scalar(p, g, total, hyper):
 def rmsprop_scalar(p, g, square_avg, grad_avg, buf, hyper):
     """RMSprop: returns (new p, square_avg, grad_avg, momentum buffer)."""
     lr, alpha, alpha_keep, eps, weight_decay, momentum, centered, use_momentum = hyper
-    g = g + weight_decay * p
+    g = decayed(g, p, weight_decay)
     square_avg = alpha * square_avg + alpha_keep * (g * g)
     new_avg = grad_avg + alpha_keep * (g - grad_avg)
     grad_avg = new_avg if centered else grad_avg
@@ -80,7 +88,7 @@ def adam_scalar(p, g, m, v, v_max, hyper):
     (decay_keep, coupled_decay, beta1_keep, beta2, beta2_keep, step_size, bc2_sqrt, eps,
      amsgrad) = hyper  # fmt: skip
     p = p * decay_keep
-    g = g + coupled_decay * p
+    g = decayed(g, p, coupled_decay)
     m = m + beta1_keep * (g - m)
     v = beta2 * v + beta2_keep * (g * g)
     # A conditional, not max(): the CUDA target built into numba 0.66+ cannot compile a

@@ -140,7 +140,7 @@ def _avg_forward_cpu(x, y, kh, kw, sh, sw, ph, pw):
     for plane in range(x.shape[0]):
         for oh in range(oh_count):
             for ow in range(ow_count):
-                total = x[plane, 0, 0] * 0  # zero in the input's dtype
+                total = x.dtype.type(0)
                 for i in range(kh):
                     ih = input_coord(oh, i, sh, ph, 1)
                     if ih < 0 or ih >= h_count:

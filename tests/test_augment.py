@@ -112,9 +112,15 @@ def test_compose_applies_in_order_and_keeps_device_and_dtype(rng):
 @pytest.mark.parametrize(
     ("transform", "message"),
     [
-        (augment.RandomShift(1), r"RandomShift: expected input \(N, C, H, W\), got shape \(4, 5\)"),
-        (augment.RandomFlip(), r"RandomFlip: expected input \(N, C, H, W\), got shape \(4, 5\)"),
-        (augment.RandomRotation(5), r"RandomRotation: expected input \(N, C, H, W\)"),
+        (
+            augment.RandomShift(1),
+            r"RandomShift: expected input of shape \(N, C, H, W\), got shape \(4, 5\)",
+        ),
+        (
+            augment.RandomFlip(),
+            r"RandomFlip: expected input of shape \(N, C, H, W\), got shape \(4, 5\)",
+        ),
+        (augment.RandomRotation(5), r"RandomRotation: expected input of shape \(N, C, H, W\)"),
     ],
 )
 def test_image_transforms_reject_other_shapes(transform, message):
@@ -123,7 +129,9 @@ def test_image_transforms_reject_other_shapes(transform, message):
 
 
 def test_bad_arguments_raise():
-    with pytest.raises(ValueError, match=r"GaussianNoise: std must be >= 0, got -1"):
+    with pytest.raises(
+        ValueError, match=r"GaussianNoise: std must be a finite number in \[0, inf\), got -1"
+    ):
         augment.GaussianNoise(-1)
     with pytest.raises(ValueError, match=r"RandomShift: max_shift must be an int >= 0, got 1\.5"):
         augment.RandomShift(1.5)

@@ -75,17 +75,22 @@ def test_without_affine_has_no_parameters(rng):
 
 def test_batchnorm_rejects_bad_input():
     with pytest.raises(
-        ValueError, match=r"BatchNorm2D: expected input \(N, 3, H, W\), got shape \(2, 3\)"
+        ValueError,
+        match=r"BatchNorm2D.forward: expected input of shape \(N, 3, H, W\), got shape \(2, 3\)",
     ):
         BatchNorm2D(3)(gpunet.asarray(np.zeros((2, 3))))
     with pytest.raises(
         ValueError,
-        match=r"BatchNorm1D: expected input \(N, 3\) or \(N, 3, L\), got shape \(2, 4\)",
+        match=r"BatchNorm1D.forward: expected input of shape \(N, 3\) or \(N, 3, L\), got shape \(2, 4\)",
     ):
         BatchNorm1D(3)(gpunet.asarray(np.zeros((2, 4))))
-    with pytest.raises(ValueError, match=r"BatchNorm1D: training needs more than one value"):
+    with pytest.raises(
+        ValueError, match=r"BatchNorm1D.forward: training needs more than one value"
+    ):
         BatchNorm1D(3)(gpunet.asarray(np.zeros((1, 3))))
-    with pytest.raises(ValueError, match=r"BatchNorm2D: momentum must be in \[0, 1\], got 2"):
+    with pytest.raises(
+        ValueError, match=r"BatchNorm2D: momentum must be a finite number in \[0, 1\], got 2"
+    ):
         BatchNorm2D(3, momentum=2)
-    with pytest.raises(ValueError, match=r"BatchNorm2D: num_features must be an int >= 1"):
+    with pytest.raises(ValueError, match=r"BatchNorm2D: num_features must be >= 1, got 0"):
         BatchNorm2D(0)

@@ -105,14 +105,16 @@ def test_state_dict_names_and_shapes():
 
 def test_conv2d_rejects_3d_input():
     with pytest.raises(
-        ValueError, match=r"Conv2D: expected input \(N, 3, H, W\), got shape \(3, 8, 8\)"
+        ValueError,
+        match=r"Conv2D.forward: expected input of shape \(N, 3, H, W\), got shape \(3, 8, 8\)",
     ):
         Conv2D(3, 4, 3)(gpunet.asarray(np.zeros((3, 8, 8))))
 
 
 def test_conv2d_rejects_wrong_channel_count():
     with pytest.raises(
-        ValueError, match=r"Conv2D: expected input \(N, 3, H, W\), got shape \(2, 4, 8, 8\)"
+        ValueError,
+        match=r"Conv2D.forward: expected input of shape \(N, 3, H, W\), got shape \(2, 4, 8, 8\)",
     ):
         Conv2D(3, 4, 3)(gpunet.asarray(np.zeros((2, 4, 8, 8))))
 
@@ -120,7 +122,7 @@ def test_conv2d_rejects_wrong_channel_count():
 def test_conv2d_rejects_kernel_larger_than_padded_input():
     with pytest.raises(
         ValueError,
-        match=r"Conv2D: kernel 5x5 .* larger than the padded input 4x6; "
+        match=r"Conv2D.forward: kernel 5x5 .* larger than the padded input 4x6; "
         r"got input shape \(1, 1, 2, 4\) with padding \(1, 1\)",
     ):
         Conv2D(1, 1, 5, padding=1)(gpunet.asarray(np.zeros((1, 1, 2, 4))))

@@ -33,9 +33,15 @@ def test_dense_accepts_extra_leading_axes(rng):
 
 def test_dense_rejects_wrong_input_shape():
     layer = Dense(3, 2)
-    with pytest.raises(ValueError, match=r"Dense: expected input \(N, 3\), got shape \(4, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense.forward: expected input of shape \(N, \.\.\., 3\), got shape \(4, 5\)",
+    ):
         layer(gpunet.asarray(np.zeros((4, 5))))
-    with pytest.raises(ValueError, match=r"Dense: expected input \(N, 3\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense.forward: expected input of shape \(N, \.\.\., 3\), got shape \(3,\)",
+    ):
         layer(gpunet.asarray(np.zeros(3)))
 
 

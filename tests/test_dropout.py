@@ -53,5 +53,7 @@ def test_p_zero_is_the_identity_and_dtype_is_kept():
 
 @pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
 def test_bad_p_raises(p):
-    with pytest.raises(ValueError, match=rf"Dropout: p must be in \[0, 1\), got {p}"):
+    with pytest.raises(
+        ValueError, match=rf"Dropout: p must be a finite number in \[0, 1\), got {p}"
+    ):
         Dropout(p)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -92,7 +94,7 @@ def test_a_cnn_in_blocks_gives_the_numbers_of_its_layers(input_grad, rng, monkey
         monkeypatch.setattr(fusion, "fused_kernel_available", lambda xp, on=fused: on)
         y = model(x)
         grad_x = model.backward(grad)
-        kinds = [type(stage).__name__ for stage, _ in model._stages]
+        kinds = [type(block or model[index]).__name__ for block, index in model._stages]
         results.append((y, grad_x, [p.grad for p in model.parameters()], kinds))
     (y, grad_x, grads, kinds), (y_ref, grad_x_ref, grads_ref, kinds_ref) = results
     assert kinds == ["ConvBlock", "ConvBlock", "ConvBlock", "Flatten", "Dense"]
@@ -117,8 +119,8 @@ def test_only_conv_relu_and_2x2_pools_are_fused(monkeypatch):
     ]  # fmt: skip
     found = fusion.stages(layers, x)
     described = [
-        (type(stage).__name__, index, getattr(stage, "pool", None) is not None)
-        for stage, index in found
+        (type(block or layers[index]).__name__, index, getattr(block, "pool", None) is not None)
+        for block, index in found
     ]
     assert described == [
         ("ConvBlock", 0, False), ("MaxPool2D", 2, False),
@@ -141,3 +143,35 @@ def test_a_pool_whose_windows_do_not_tile_runs_after_the_block(rng):
     grad = np.ones(tuple(y.shape))
     grad_x = model.backward(grad)
     _close(grad_x, model[0].backward(model[1].backward(model[2].backward(grad))), "float64")
+
+
+@needs_kernel
+def test_a_forward_between_a_fused_forward_and_its_backward_changes_nothing(rng):
+    model = _cnn()
+    x1, x2 = (gpunet.asarray(rng.standard_normal((3, 2, 12, 12))) for _ in range(2))
+    grad = gpunet.asarray(rng.standard_normal((3, 3)))
+    model(x1)
+    expected_input = gpunet.to_numpy(model.backward(grad)).copy()
+    expected = [gpunet.to_numpy(p.grad).copy() for p in model.parameters()]
+    model.zero_grad()
+    model(x1)
+    twin = copy.copy(model)  # forward 1's stages and the layers' own saved arrays
+    twin.layers_ = [copy.copy(layer) for layer in model.layers_]
+    model(x2)  # a validation batch between forward and backward
+    np.testing.assert_array_equal(gpunet.to_numpy(twin.backward(grad)), expected_input)
+    for want, p in zip(expected, model.parameters(), strict=True):
+        np.testing.assert_array_equal(gpunet.to_numpy(p.grad), want)
+
+
+@needs_kernel
+def test_a_fused_block_checks_its_gradient_and_its_layers_know_they_did_not_run(rng):
+    model = Sequential(Conv2D(1, 2, 3, padding=1), ReLU(), MaxPool2D(2))
+    y = model(gpunet.asarray(rng.standard_normal((2, 1, 4, 4))))
+    with pytest.raises(
+        ValueError,
+        match=r"MaxPool2D.backward: expected a gradient of shape \(2, 2, 2, 2\), got shape \(2, 2, 4, 4\)",
+    ):
+        model.backward(np.ones((2, 2, 4, 4), dtype=np.float32))
+    with pytest.raises(RuntimeError, match=r"Conv2D.backward: called before forward"):
+        model[0].backward(np.ones((2, 2, 4, 4), dtype=np.float32))
+    assert model.backward(np.ones(tuple(y.shape), dtype=np.float32)).shape == (2, 1, 4, 4)

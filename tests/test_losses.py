@@ -62,31 +62,35 @@ def test_cross_entropy_rejects_labels_out_of_range():
     logits = gpunet.asarray(np.zeros((3, 4)))
     with pytest.raises(
         ValueError,
-        match=r"CrossEntropy: labels must be in \[0, 3\] for 4 classes, got labels in \[0, 4\]",
+        match=r"CrossEntropy.forward: target labels must be in \[0, 3\] for 4 classes, got labels from 0 to 4",
     ):
         CrossEntropy()(logits, gpunet.asarray(np.array([0, 4, 1])))
-    with pytest.raises(ValueError, match=r"got labels in \[-1, 1\]"):
+    with pytest.raises(ValueError, match=r"got labels from -1 to 1"):
         CrossEntropy()(logits, gpunet.asarray(np.array([0, -1, 1])))
 
 
-def test_cross_entropy_rejects_bad_shapes_and_float_labels():
+def test_cross_entropy_rejects_bad_shapes_and_fractional_labels():
     logits = gpunet.asarray(np.zeros((3, 4)))
     with pytest.raises(
-        ValueError, match=r"CrossEntropy: expected logits \(N, C\), got shape \(3,\)"
+        ValueError,
+        match=r"CrossEntropy.forward: expected logits of shape \(N, C\), got shape \(3,\)",
     ):
         CrossEntropy()(gpunet.asarray(np.zeros(3)), gpunet.asarray(np.array([0, 1, 2])))
     with pytest.raises(
         ValueError, match=r"expected integer labels of shape \(3,\), got shape \(2,\)"
     ):
         CrossEntropy()(logits, gpunet.asarray(np.array([0, 1])))
-    with pytest.raises(ValueError, match="expected integer class labels, got dtype"):
-        CrossEntropy()(logits, gpunet.asarray(np.array([0.0, 1.0, 2.0])))
+    whole = CrossEntropy()(logits, gpunet.asarray(np.array([0.0, 1.0, 2.0])))
+    exact = CrossEntropy()(logits, gpunet.asarray(np.array([0, 1, 2])))
+    assert float(whole) == float(exact)  # whole-number floats are labels too
+    with pytest.raises(TypeError, match="target must hold integer class labels, got fractions"):
+        CrossEntropy()(logits, gpunet.asarray(np.array([0.0, 1.5, 2.0])))
 
 
 @pytest.mark.parametrize("loss_fn", [MSE(), BinaryCrossEntropy()])
 def test_shape_mismatch_is_refused(loss_fn):
     name = type(loss_fn).__name__
     with pytest.raises(
-        ValueError, match=rf"{name}: pred shape \(4, 1\) and target shape \(4,\) differ"
+        ValueError, match=rf"{name}.forward: pred shape \(4, 1\) and target shape \(4,\) differ"
     ):
         loss_fn(gpunet.asarray(np.zeros((4, 1))), gpunet.asarray(np.zeros(4)))

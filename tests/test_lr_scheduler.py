@@ -89,10 +89,14 @@ def test_scheduler_state_dict_round_trip():
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda o: StepLR(o, step_size=0), r"StepLR: invalid step_size 0"),
-        (lambda o: CosineAnnealingLR(o, T_max=0), r"CosineAnnealingLR: invalid T_max 0"),
-        (lambda o: ReduceLROnPlateau(o, mode="up"), r"ReduceLROnPlateau: invalid mode 'up'"),
-        (lambda o: ReduceLROnPlateau(o, factor=1.0), r"ReduceLROnPlateau: invalid factor 1\.0"),
+        (lambda o: StepLR(o, step_size=0), r"StepLR: step_size must be >= 1, got 0"),
+        (lambda o: CosineAnnealingLR(o, T_max=0), r"CosineAnnealingLR: T_max must be >= 1, got 0"),
+        (lambda o: ReduceLROnPlateau(o, mode="up"), r"ReduceLROnPlateau: mode must be one of "),
+        (
+            lambda o: ReduceLROnPlateau(o, factor=1.0),
+            r"ReduceLROnPlateau: factor must be a "
+            r"finite number in \[0, 1\), got 1\.0",
+        ),
     ],
 )
 def test_bad_arguments_raise(make, message):

@@ -82,9 +82,13 @@ def test_output_shapes():
 @pytest.mark.parametrize("layer_type", [MaxPool2D, AvgPool2D])
 def test_pool_rejects_bad_input(layer_type):
     name = layer_type.__name__
-    with pytest.raises(ValueError, match=rf"{name}: expected input \(N, C, H, W\), got shape"):
+    with pytest.raises(
+        ValueError, match=rf"{name}.forward: expected input of shape \(N, C, H, W\), got shape"
+    ):
         layer_type(2)(gpunet.asarray(np.zeros((3, 4, 4))))
-    with pytest.raises(ValueError, match=rf"{name}: kernel 5x5 is larger than the padded input"):
+    with pytest.raises(
+        ValueError, match=rf"{name}.forward: kernel 5x5 is larger than the padded input"
+    ):
         layer_type(5)(gpunet.asarray(np.zeros((1, 1, 4, 8))))
     with pytest.raises(ValueError, match=rf"{name}: stride must be >= 1, got 0"):
         layer_type(2, stride=0)
@@ -95,7 +99,12 @@ def test_pool_rejects_bad_input(layer_type):
 
 
 def test_global_pool_and_flatten_reject_bad_input():
-    with pytest.raises(ValueError, match=r"GlobalAvgPool2D: expected input \(N, C, H, W\)"):
+    with pytest.raises(
+        ValueError, match=r"GlobalAvgPool2D.forward: expected input of shape \(N, C, H, W\)"
+    ):
         GlobalAvgPool2D()(gpunet.asarray(np.zeros((2, 3))))
-    with pytest.raises(ValueError, match=r"Flatten: expected input \(N, ...\), got shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Flatten.forward: expected input of shape \(N, d1, \.\.\.\), got shape \(3,\)",
+    ):
         Flatten()(gpunet.asarray(np.zeros(3)))

@@ -91,7 +91,9 @@ def test_model_penalty_sums_layers_and_skips_bias():
 
 
 def test_negative_factors_raise():
-    with pytest.raises(ValueError, match=r"L1L2: l2 must be >= 0, got -0\.1"):
+    with pytest.raises(
+        ValueError, match=r"L1L2: l2 must be a finite number in \[0, inf\), got -0\.1"
+    ):
         L2(-0.1)
-    with pytest.raises(ValueError, match=r"L1L2: l1 must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"L1L2: l1 must be a finite number in \[0, inf\), got -1"):
         L1(-1)

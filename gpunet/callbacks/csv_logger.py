@@ -6,7 +6,7 @@ import csv
 import os
 from typing import Any
 
-from gpunet import io
+from gpunet import checks, io
 from gpunet.callbacks.base import Callback
 from gpunet.callbacks.monitor import is_main_process
 
@@ -26,6 +26,9 @@ class CSVLogger(Callback):
     """
 
     def __init__(self, path: str | os.PathLike, separator: str = ",", append: bool = False):
+        if not (isinstance(separator, str) and len(separator) == 1):
+            raise ValueError(f"CSVLogger: separator must be one character, got {separator!r}")
+        checks.flag(append, "CSVLogger", "append")
         self.path, self.separator, self.append = os.fspath(path), separator, append
         self._columns: list[str] | None = None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpunet import backend
+from gpunet import backend, checks
 from gpunet.callbacks.base import Callback
 from gpunet.callbacks.monitor import Monitor
 
@@ -40,8 +40,8 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = True,
         verbose: int = 0,
     ):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an int >= 0, got {patience!r}")
+        patience = checks.integer(patience, "EarlyStopping", "patience", minimum=0)
+        checks.flag(restore_best_weights, "EarlyStopping", "restore_best_weights")
         self._monitor = Monitor("EarlyStopping", monitor, mode, min_delta)
         self.monitor, self.patience = monitor, patience
         self.restore_best_weights, self.verbose = restore_best_weights, verbose

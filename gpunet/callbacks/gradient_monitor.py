@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from gpunet import backend
+from gpunet import backend, checks
 from gpunet.callbacks.base import Callback
 from gpunet.nn.parameter import Parameter
 
@@ -35,9 +35,10 @@ class GradientMonitor(Callback):
     """
 
     def __init__(self, every: int = 1, low: float = 1e-7, high: float = 1e3):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"GradientMonitor: every must be an int >= 1, got {every!r}")
-        if not 0 <= low < high:
+        every = checks.integer(every, "GradientMonitor", "every", minimum=1)
+        low = checks.number(low, "GradientMonitor", "low", 0)
+        high = checks.number(high, "GradientMonitor", "high", 0)
+        if not low < high:
             raise ValueError(
                 f"GradientMonitor: expected 0 <= low < high, got low={low!r} and high={high!r}"
             )

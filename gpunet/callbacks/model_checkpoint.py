@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gpunet import io
+from gpunet import checks, io
 from gpunet.callbacks.base import Callback
 from gpunet.callbacks.monitor import Monitor, is_main_process
 
@@ -46,6 +46,8 @@ class ModelCheckpoint(Callback):
         verbose: int = 0,
     ):
         self.path = os.fspath(path)
+        checks.flag(save_best_only, "ModelCheckpoint", "save_best_only")
+        checks.flag(save_optimizer, "ModelCheckpoint", "save_optimizer")
         self.monitor, self.save_best_only = monitor, save_best_only
         self.save_optimizer, self.verbose = save_optimizer, verbose
         self._monitor = Monitor("ModelCheckpoint", monitor, mode)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from gpunet import distributed
+from gpunet import checks, distributed
 
 
 class Monitor:
@@ -20,10 +20,13 @@ class Monitor:
     """
 
     def __init__(self, owner: str, monitor: str, mode: str = "auto", min_delta: float = 0.0):
+        if not isinstance(monitor, str):
+            raise TypeError(
+                f"{owner}: monitor must be a log name such as 'val_loss', got {monitor!r}"
+            )
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if not min_delta >= 0:
-            raise ValueError(f"{owner}: min_delta must be >= 0, got {min_delta!r}")
+        min_delta = checks.number(min_delta, owner, "min_delta", 0)
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
         self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, min_delta

@@ -19,13 +19,15 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from gpunet import backend
+from gpunet import backend, checks
 from gpunet.backend import namespace
 
 
-def _check_images(x: Any, name: str) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"{name}: expected input (N, C, H, W), got shape {tuple(x.shape)}")
+def _check_images(x: Any, name: str) -> Any:
+    """``x`` as a floating image batch ``(N, C, H, W)`` (the dtype rule of the layers)."""
+    x = checks.floating(x, name)
+    checks.shape(x, name, ("N", "C", "H", "W"))
+    return x
 
 
 def _uniform(n: int, low: float, high: float) -> Any:
@@ -78,11 +80,10 @@ class GaussianNoise:
     """
 
     def __init__(self, std: float):
-        if not std >= 0:
-            raise ValueError(f"GaussianNoise: std must be >= 0, got {std!r}")
-        self.std = float(std)
+        self.std = checks.number(std, "GaussianNoise", "std", 0)
 
     def __call__(self, x: Any) -> Any:
+        x = checks.floating(x, "GaussianNoise")
         xp = namespace(x)
         if self.std == 0:
             return x
@@ -113,7 +114,7 @@ class RandomShift:
         self.max_shift = max_shift
 
     def __call__(self, x: Any) -> Any:
-        _check_images(x, "RandomShift")
+        x = _check_images(x, "RandomShift")
         xp = namespace(x)
         n, _, h, w = x.shape
         span = 2 * self.max_shift + 1
@@ -145,7 +146,7 @@ class RandomFlip:
         self.horizontal, self.vertical = bool(horizontal), bool(vertical)
 
     def __call__(self, x: Any) -> Any:
-        _check_images(x, "RandomFlip")
+        x = _check_images(x, "RandomFlip")
         xp = namespace(x)
         n = x.shape[0]
         for enabled, axis in ((self.horizontal, 3), (self.vertical, 2)):
@@ -181,7 +182,7 @@ class RandomRotation:
         self.max_degrees = float(max_degrees)
 
     def __call__(self, x: Any) -> Any:
-        _check_images(x, "RandomRotation")
+        x = _check_images(x, "RandomRotation")
         xp = namespace(x)
         n, _, h, w = x.shape
         limit = math.radians(self.max_degrees)

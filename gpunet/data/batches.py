@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet import backend
+from gpunet import backend, checks
 
 
 def batches(
@@ -52,6 +52,7 @@ def batches(
 
     Raises:
         ValueError: for NaN or Inf in the data, lengths that differ, or a bad batch size.
+        TypeError: for data that are not arrays of real numbers (lists, complex, bool).
     """
     n = _check_data(x, y)
     if batch_size is None:
@@ -151,6 +152,9 @@ def _is_floating(data: Any) -> bool:
 
 
 def _check_data(x: Any, y: Any) -> int:
+    for label, data in (("x", x), ("y", y)):
+        if data is not None:
+            checks.real(data, "batches", label)
     n = _length(x, "x")
     if y is not None:
         n_y = _length(y, "y")

@@ -13,7 +13,7 @@ Run the same script on every rank with ``mpirun -n 4 python train.py``::
 Without ``mpirun`` the same script is a job of one process.
 """
 
-from gpunet.distributed.broadcast import broadcast_parameters
+from gpunet.distributed.broadcast import broadcast_parameters, check_same_on_every_rank
 from gpunet.distributed.launch import init, is_main, rank, world_size
 from gpunet.distributed.metrics import average
 from gpunet.distributed.optimizer import DistributedOptimizer
@@ -24,6 +24,7 @@ __all__ = [
     "DistributedOptimizer",
     "average",
     "broadcast_parameters",
+    "check_same_on_every_rank",
     "init",
     "is_initialized",
     "is_main",

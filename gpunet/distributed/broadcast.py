@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gpunet.distributed import state
+from gpunet.distributed import state, watchdog
 from gpunet.distributed.buckets import DEFAULT_BUCKET_BYTES, pack, plan_buckets, unpack
 
 Layout = list[tuple[str, tuple[int, ...], str]]
@@ -51,11 +51,35 @@ def check_same_layout(group: state.ProcessGroup, caller: str, layout: Layout) ->
     Every rank gathers every layout, so all of them see the mismatch and raise
     together instead of some waiting forever in a collective.
     """
-    layouts = group.comm.allgather(layout)
+    layouts = watchdog.allgather(group.comm, layout, f"the layout check of {caller}")
     problems = layout_mismatches(layouts)
     if problems:
         raise ValueError(
             f"gpunet.distributed.{caller}: the model differs across ranks: " + "; ".join(problems)
+        )
+
+
+def check_same_on_every_rank(caller: str, what: str, value: Any) -> None:
+    """Raise the same ValueError on every rank when the ranks' ``value`` differ.
+
+    Args:
+        caller: the function checking, for the message (``"fit"``).
+        what: what ``value`` describes, for the message (``"data"``).
+        value: picklable data to compare (``{"x": (640, 12), "y": (640,)}``).
+
+    Raises:
+        RuntimeError: if ``init()`` has not run.
+        ValueError: listing each rank's value, on every rank, before anything else.
+    """
+    group = state.current(caller)
+    if group.size == 1:
+        return
+    values = watchdog.allgather(group.comm, value, f"the {what} check of {caller}")
+    if any(other != values[0] for other in values[1:]):
+        listed = "; ".join(f"rank {rank}: {other}" for rank, other in enumerate(values))
+        raise ValueError(
+            f"{caller}: the ranks hold different {what} ({listed}); every rank must hold "
+            f"the same {what}"
         )
 
 

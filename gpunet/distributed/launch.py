@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 from gpunet import backend
-from gpunet.distributed import state
+from gpunet.distributed import state, watchdog
 from gpunet.distributed.transport import MpiTransport
 
 
@@ -18,9 +18,11 @@ def init() -> state.ProcessGroup:
     GPUs, which overrides ``GPUNET_DEVICE``) and opens an NCCL communicator, so call
     it before building the model. On the other backends gradients travel over MPI.
 
-    When there is more than one rank, an exception that reaches the top of any rank
-    prints its traceback and then aborts the whole MPI job, so the other ranks do not
-    wait forever in their next collective.
+    When there is more than one rank, a rank that ends early ends the whole job within
+    seconds, naming the rank, so the other ranks do not wait forever in their next
+    collective: an exception that reaches the top of a rank prints its traceback and
+    aborts the job; for ``sys.exit``, ``os._exit`` and signals see
+    ``gpunet.distributed.watchdog``.
 
     Calling it again returns the same group.
 
@@ -55,6 +57,7 @@ def init() -> state.ProcessGroup:
     state.install(group)
     if group.size > 1:
         sys.excepthook = _aborting_hook(comm, group.rank, sys.excepthook)
+        watchdog.install(comm)
     return group
 
 

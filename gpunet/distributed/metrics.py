@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpunet.distributed import state
+from gpunet.distributed import state, watchdog
 
 
 def average(logs: dict[str, Any]) -> dict[str, float]:
@@ -36,7 +36,7 @@ def average(logs: dict[str, Any]) -> dict[str, float]:
             ) from None
     if group.size == 1:
         return values
-    gathered = group.comm.allgather(values)
+    gathered = watchdog.allgather(group.comm, values, "the averaging of the logs")
     keys = list(values)
     for rank, other in enumerate(gathered):
         if sorted(other) != sorted(keys):

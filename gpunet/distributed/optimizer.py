@@ -79,6 +79,7 @@ class DistributedOptimizer(Optimizer):
     def step(self) -> None:
         """Average the gradients over the ranks, then update every parameter."""
         group = state.current("DistributedOptimizer.step")
+        self.optimizer.check_gradients()  # before they are packed into flat buffers
         self.average_gradients(group)
         self.optimizer.step()
 
@@ -125,6 +126,9 @@ class DistributedOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state_dict)
+
+    def checked_state_dict(self, state_dict: dict[str, Any]) -> dict[str, Any]:
+        return self.optimizer.checked_state_dict(state_dict)
 
     def __repr__(self) -> str:
         return f"DistributedOptimizer({self.optimizer!r})"

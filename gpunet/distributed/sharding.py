@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from gpunet.distributed import state
+from gpunet.distributed import state, watchdog
 
 
 def shard(order: Any, batch_size: int | None = None) -> np.ndarray:
@@ -45,7 +45,7 @@ def shard(order: Any, batch_size: int | None = None) -> np.ndarray:
         local_batch_size(batch_size)
     if group.size == 1:
         return order
-    order = group.comm.bcast(order, root=0)
+    order = watchdog.bcast(group.comm, order, 0, "the broadcast of the epoch's order")
     return shard_of(order, group.rank, group.size)
 
 

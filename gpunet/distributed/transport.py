@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from gpunet import backend
+from gpunet.distributed import watchdog
 
 
 class MpiTransport:
@@ -36,24 +37,30 @@ class MpiTransport:
         from mpi4py import MPI
 
         host, converted = _host_buffer(flat)
+        number = watchdog.start()
         request = self.comm.Iallreduce(MPI.IN_PLACE, host, op=MPI.SUM)
-        return PendingAllreduce(request, host, flat if not converted else None)
+        return PendingAllreduce(request, number, host, flat if not converted else None)
 
     def broadcast(self, flat: Any, root: int = 0) -> Any:
         """Rank ``root``'s ``flat`` on every rank (same length and dtype everywhere)."""
         host, converted = _host_buffer(flat)
-        self.comm.Bcast(host, root=root)
+        number = watchdog.start()
+        watchdog.wait(self.comm.Ibcast(host, root=root), number, "a broadcast of parameters")
         return backend.asarray(host, dtype=host.dtype.name) if converted else host
 
 
 class PendingAllreduce:
-    """An allreduce in flight; ``wait()`` blocks until it is done and returns the sum."""
+    """An allreduce in flight; ``wait()`` blocks until it is done and returns the sum.
 
-    def __init__(self, request: Any, host: np.ndarray, original: Any):
-        self._request, self._host, self._original = request, host, original
+    The wait is watched (``watchdog.wait``): a rank that left ends the job.
+    """
+
+    def __init__(self, request: Any, number: int, host: np.ndarray, original: Any):
+        self._request, self._number = request, number
+        self._host, self._original = host, original
 
     def wait(self) -> Any:
-        self._request.Wait()
+        watchdog.wait(self._request, self._number, "the gradient allreduce")
         if self._original is not None:  # reduced in place in the caller's own array
             return self._original
         return backend.asarray(self._host, dtype=self._host.dtype.name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.nn.layer import Layer
 from gpunet.ops import activations as F
 
@@ -22,11 +23,13 @@ class Activation(Layer):
     reads = "y"
 
     def forward(self, x: Any) -> Any:
+        x = self.checked_input(x)
         y = self.function(x)
         self._cache = (x if "x" in self.reads else None, y if "y" in self.reads else None)
-        return y
+        return self.remember_output(y)
 
     def backward(self, grad_out: Any) -> Any:
+        grad_out = self.checked_gradient(grad_out)
         x, y = self._cache
         return self.derivative(grad_out, x, y)
 
@@ -81,7 +84,7 @@ class LeakyReLU(Activation):
     reads = "x"
 
     def __init__(self, negative_slope: float = 0.01):
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = checks.number(negative_slope, "LeakyReLU", "negative_slope")
 
     def function(self, x: Any) -> Any:
         return F.leaky_relu(x, self.negative_slope)
@@ -102,9 +105,14 @@ class Softmax(Activation):
     """
 
     def __init__(self, axis: int = -1):
-        self.axis = axis
+        self.axis = checks.integer(axis, "Softmax", "axis")
 
     def function(self, x: Any) -> Any:
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(
+                f"Softmax.forward: axis {self.axis} does not exist in an input of shape "
+                f"{tuple(x.shape)}"
+            )
         return F.softmax(x, self.axis)
 
     def derivative(self, grad: Any, x: Any, y: Any) -> Any:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from gpunet import checks
 from gpunet import init as initializers
 from gpunet.nn.layer import Layer
 from gpunet.nn.parameter import Parameter
@@ -31,17 +33,10 @@ class _BatchNorm(Layer):
         dtype: Any = None,
     ):
         name = type(self).__name__
-        if (
-            isinstance(num_features, bool)
-            or not isinstance(num_features, int)
-            or (num_features < 1)
-        ):
-            raise ValueError(f"{name}: num_features must be an int >= 1, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"{name}: eps must be > 0, got {eps!r}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"{name}: momentum must be in [0, 1], got {momentum!r}")
-        self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
+        self.num_features = checks.integer(num_features, name, "num_features", minimum=1)
+        self.eps = checks.number(eps, name, "eps", 0, low_open=True)
+        self.momentum = checks.number(momentum, name, "momentum", 0, 1)
+        checks.flag(affine, name, "affine")
         shape = (num_features,)
         self.weight = Parameter(initializers.ones(shape, dtype=dtype), "weight") if affine else None
         self.bias = Parameter(initializers.zeros(shape, dtype=dtype), "bias") if affine else None
@@ -49,15 +44,16 @@ class _BatchNorm(Layer):
         self.running_var = initializers.ones(shape, dtype=dtype)
 
     def forward(self, x: Any) -> Any:
+        x = self.checked_input(x, like=self.running_mean)
         if x.ndim not in self._ndims or x.shape[1] != self.num_features:
             raise ValueError(
-                f"{type(self).__name__}: expected input {self._layout.format(self.num_features)}"
-                f", got shape {tuple(x.shape)}"
+                f"{type(self).__name__}.forward: expected input of shape "
+                f"{self._layout.format(self.num_features)}, got shape {tuple(x.shape)}"
             )
-        if self.training and x.shape[0] * (x.size // (x.shape[0] * x.shape[1])) < 2:
+        if self.training and math.prod(x.shape) // x.shape[1] < 2:
             raise ValueError(
-                f"{type(self).__name__}: training needs more than one value per feature, "
-                f"got input shape {tuple(x.shape)}"
+                f"{type(self).__name__}.forward: training needs more than one value per "
+                f"feature, got input shape {tuple(x.shape)}"
             )
         weight = self.weight.data if self.weight is not None else None
         bias = self.bias.data if self.bias is not None else None
@@ -71,9 +67,10 @@ class _BatchNorm(Layer):
             self.momentum,
             self.eps,
         )
-        return y
+        return self.remember_output(y)
 
     def backward(self, grad_out: Any) -> Any:
+        grad_out = self.checked_gradient(grad_out)
         weight = self.weight.data if self.weight is not None else None
         grad_in, weight_grad, bias_grad = batch_norm_backward(grad_out, self._cache, weight)
         if self.weight is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gpunet import checks, regularizers
 from gpunet import init as initializers
 from gpunet.nn.layer import Layer
 from gpunet.nn.parameter import Parameter
@@ -72,9 +73,12 @@ class Conv2D(Layer):
         self.stride = pair(stride, "stride", "Conv2D", 1)
         self.padding = pair(padding, "padding", "Conv2D", 0)
         self.dilation = pair(dilation, "dilation", "Conv2D", 1)
+        checks.flag(bias, "Conv2D", "bias")
         shape = (self.out_channels, self.in_channels, *self.kernel_size)
         make = torch_default if init == "torch_default" else initializers.get(init, "Conv2D")
-        self.weight = Parameter(make(shape, dtype=dtype), "weight")
+        self.weight = Parameter(
+            initializers.parameter_array(make, shape, dtype, "Conv2D"), "weight"
+        )
         self.bias = None
         if bias:
             start = (
@@ -83,7 +87,7 @@ class Conv2D(Layer):
                 else initializers.zeros((self.out_channels,), dtype=dtype)
             )
             self.bias = Parameter(start, "bias")
-        self.regularizer = regularizer
+        self.regularizer = regularizers.check(regularizer, "Conv2D")
         self.input_grad = True
         self.workspace: dict[str, Any] = {}  # the kernels' scratch buffers
 
@@ -97,27 +101,27 @@ class Conv2D(Layer):
         kernel fits."""
         shape = tuple(x.shape)
         if len(shape) != 4 or shape[1] != self.in_channels:
-            raise ValueError(
-                f"Conv2D: expected input (N, {self.in_channels}, H, W), got shape {shape}"
-            )
+            checks.shape(x, (self, "forward"), ("N", self.in_channels, "H", "W"))
         extent = tuple(self.dilation[a] * (self.kernel_size[a] - 1) + 1 for a in (0, 1))
         padded = tuple(shape[2 + a] + 2 * self.padding[a] for a in (0, 1))
         if extent[0] > padded[0] or extent[1] > padded[1]:
             raise ValueError(
-                f"Conv2D: kernel {self.kernel_size[0]}x{self.kernel_size[1]} (extent "
+                f"Conv2D.forward: kernel {self.kernel_size[0]}x{self.kernel_size[1]} (extent "
                 f"{extent[0]}x{extent[1]} with dilation {self.dilation}) is larger than the "
                 f"padded input {padded[0]}x{padded[1]}; got input shape {shape} with padding "
                 f"{self.padding}"
             )
 
     def forward(self, x: Any) -> Any:
+        x = self.checked_input(x, like=self.weight.data)
         self.check_input(x)
         bias = self.bias.data if self.bias is not None else None
         geometry = (self.stride, self.padding, self.dilation)
         y, self._cache = conv2d(x, self.weight.data, bias, *geometry, workspace=self.workspace)
-        return y
+        return self.remember_output(y)
 
     def backward(self, grad_out: Any) -> Any:
+        grad_out = self.checked_gradient(grad_out)
         grad_in, weight_grad, bias_grad = conv2d_backward(
             grad_out, self._cache, self.weight.data, self.input_grad, self.workspace
         )

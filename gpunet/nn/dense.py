@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks, regularizers
 from gpunet import init as initializers
 from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
@@ -44,27 +45,24 @@ class Dense(Layer):
         regularizer: Any = None,
         dtype: Any = None,
     ):
-        if in_features < 1 or out_features < 1:
-            raise ValueError(
-                f"Dense: in_features and out_features must be >= 1, "
-                f"got {in_features} and {out_features}"
-            )
-        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.in_features = checks.integer(in_features, "Dense", "in_features", minimum=1)
+        self.out_features = checks.integer(out_features, "Dense", "out_features", minimum=1)
+        checks.flag(bias, "Dense", "bias")
         make = initializers.get(init, layer="Dense")
-        self.weight = Parameter(make((self.in_features, self.out_features), dtype=dtype), "weight")
+        shape = (self.in_features, self.out_features)
+        self.weight = Parameter(initializers.parameter_array(make, shape, dtype, "Dense"), "weight")
         self.bias = (
             Parameter(initializers.zeros((self.out_features,), dtype=dtype), "bias")
             if bias
             else None
         )
-        self.regularizer = regularizer
+        self.regularizer = regularizers.check(regularizer, "Dense")
         self.input_grad = True
 
     def forward(self, x: Any) -> Any:
+        x = self.checked_input(x, like=self.weight.data)
         if x.ndim < 2 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Dense: expected input (N, {self.in_features}), got shape {tuple(x.shape)}"
-            )
+            checks.shape(x, (self, "forward"), ("N", ..., self.in_features))
         xp = namespace(x, self.weight.data)
         flat = x if x.ndim == 2 else xp.reshape(x, (-1, self.in_features))
         y = matmul(flat, self.weight.data)
@@ -72,9 +70,11 @@ class Dense(Layer):
             y = y + self.bias.data
         self._input = flat
         self._input_shape = x.shape
-        return y if x.ndim == 2 else xp.reshape(y, (*x.shape[:-1], self.out_features))
+        y = y if x.ndim == 2 else xp.reshape(y, (*x.shape[:-1], self.out_features))
+        return self.remember_output(y)
 
     def backward(self, grad_out: Any) -> Any:
+        grad_out = self.checked_gradient(grad_out)
         xp = namespace(grad_out)
         grad = grad_out if grad_out.ndim == 2 else xp.reshape(grad_out, (-1, self.out_features))
         weight_grad = matmul(self._input.T, grad)

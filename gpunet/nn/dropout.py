@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpunet import backend
+from gpunet import backend, checks
 from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
 
@@ -29,21 +29,21 @@ class Dropout(Layer):
     """
 
     def __init__(self, p: float = 0.5):
-        if not 0 <= p < 1:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        self.p = float(p)
+        self.p = checks.number(p, "Dropout", "p", 0, 1, high_open=True)
         self._mask = None
 
     def forward(self, x: Any) -> Any:
+        x = self.checked_input(x)
         if not self.training or self.p == 0:
             self._mask = None
-            return x
+            return self.remember_output(x)
         xp = namespace(x)
         keep = backend.random_uniform(tuple(x.shape), x.dtype) >= self.p
         self._mask = xp.astype(keep, x.dtype) * (1.0 / (1.0 - self.p))
-        return x * self._mask
+        return self.remember_output(x * self._mask)
 
     def backward(self, grad_out: Any) -> Any:
+        grad_out = self.checked_gradient(grad_out)
         if self._mask is None:
             return grad_out
         return grad_out * self._mask

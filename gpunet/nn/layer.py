@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from gpunet import backend
+import numpy as np
+
+from gpunet import backend, checks
 from gpunet.nn.parameter import Parameter
 
 
@@ -19,10 +21,18 @@ class Layer:
     Parameters are found by walking the layer's attributes in the order they were set:
     ``Parameter`` attributes, sub-layers, and lists or tuples of sub-layers. Non-learned
     state that belongs in checkpoints (running statistics) is named in ``buffers``.
+
+    Inputs are checked with ``gpunet.checks`` before any computation: ``forward`` takes
+    an array of real numbers, cast by the dtype rule (``checks.floating``) to the
+    layer's parameter dtype (a layer without parameters keeps a floating input's dtype
+    and casts integers to float32); ``backward`` takes a gradient of the shape, library
+    and dtype of the last forward's output (``checked_gradient``).
     """
 
     buffers: tuple[str, ...] = ()
     training: bool = True
+    # (shape, dtype, array type) of the last forward's output; None before the first.
+    _output: checks.Output | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
@@ -32,6 +42,55 @@ class Layer:
 
     def backward(self, grad_out: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    # ---------------------------------------------------------------- checks
+
+    def checked_input(self, x: Any, like: Any = None) -> Any:
+        """``x`` checked and cast for ``forward`` by the dtype rule (see ``checks.floating``).
+
+        Args:
+            x: the input.
+            like: a parameter array: ``x`` must share its library and is cast to its
+                dtype (default None: a layer without parameters).
+
+        Raises:
+            TypeError: for a non-array, complex, boolean, object or string data, or an
+                array of another library.
+            ValueError: for an empty batch.
+        """
+        if type(x) is np.ndarray and x.ndim and len(x):  # the common case, from attributes
+            if like is None:
+                if x.dtype.kind == "f":
+                    return x
+            elif type(like) is np.ndarray and x.dtype is like.dtype:  # NumPy's dtypes are
+                return x  # shared objects: 'is' answers for equal ones, else see below
+        x = checks.floating(x, (self, "forward"), None if like is None else like.dtype, like=like)
+        if not x.shape or not x.shape[0]:
+            checks.nonempty(x, (self, "forward"))
+        return x
+
+    def remember_output(self, y: Any) -> Any:
+        """Record ``y``'s shape and dtype for ``checked_gradient``; returns ``y``."""
+        self._output = (y.shape, y.dtype, type(y))
+        return y
+
+    def checked_gradient(self, grad_out: Any) -> Any:
+        """``grad_out`` checked for ``backward`` against the last forward's output.
+
+        Raises:
+            RuntimeError: before any forward pass.
+            TypeError: for a non-array, complex or boolean data, or another library.
+            ValueError: for a shape other than the output's.
+        """
+        produced = self._output
+        if (  # the common case, answered here without a call
+            produced is not None
+            and type(grad_out) is produced[2]
+            and grad_out.dtype is produced[1]
+            and grad_out.shape == produced[0]
+        ):
+            return grad_out
+        return checks.gradient(grad_out, (self, "backward"), produced)
 
     # ---------------------------------------------------------------- structure
 
@@ -94,31 +153,47 @@ class Layer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Copy arrays into the parameters and buffers, onto the current backend.
 
+        All or nothing: the whole state is checked (``checked_state_dict``) before the
+        first array is replaced.
+
         Raises:
             ValueError: listing every missing, unexpected or wrongly shaped entry.
+            TypeError: for an entry that is not an array of real numbers.
         """
-        own = self.state_dict()
-        problems = [f"missing {k!r}" for k in own if k not in state]
-        problems += [f"unexpected {k!r}" for k in state if k not in own]
-        problems += [
-            f"{k!r}: expected shape {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
-            for k in own
-            if k in state and tuple(own[k].shape) != tuple(state[k].shape)
-        ]
-        if problems:
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: state does not match the model: "
-                + "; ".join(problems)
-            )
+        state = self.checked_state_dict(state)
         params = dict(self.named_parameters())
-        for key, value in state.items():
-            array = backend.asarray(value, dtype=own[key].dtype)
+        owners = dict(self.layers())
+        for key, array in state.items():
             if key in params:
                 params[key].data = array
             else:
                 owner_name, _, buffer = key.rpartition(".")
-                owner = dict(self.layers())[owner_name]
-                setattr(owner, buffer, array)
+                setattr(owners[owner_name], buffer, array)
+
+    def checked_state_dict(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` checked against this model, on the current backend in the model's
+        dtypes, ready for ``load_state_dict``; the model itself is not changed.
+
+        Raises:
+            ValueError: listing every missing, unexpected or wrongly shaped entry.
+            TypeError: for an entry that is not an array of real numbers.
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{where}: expected a dict of arrays, got {type(state).__name__}")
+        own = self.state_dict()
+        problems = [f"missing {k!r}" for k in own if k not in state]
+        problems += [f"unexpected {k!r}" for k in state if k not in own]
+        for key in (k for k in own if k in state):
+            checks.real(state[key], where, f"entry {key!r}")
+            if tuple(own[key].shape) != tuple(state[key].shape):
+                problems.append(
+                    f"{key!r}: expected shape {tuple(own[key].shape)}, "
+                    f"got {tuple(state[key].shape)}"
+                )
+        if problems:
+            raise ValueError(f"{where}: state does not match the model: " + "; ".join(problems))
+        return {key: backend.asarray(state[key], dtype=own[key].dtype) for key in own}
 
     def astype(self, dtype: Any) -> Layer:
         """Cast every floating parameter and buffer to ``dtype`` (e.g. ``"float64"``)."""
@@ -165,16 +240,16 @@ class Sequential(Layer):
         from gpunet.nn import fusion  # fusion knows the layer kinds, which import this
 
         self._stages = fusion.stages(self.layers_, x)
-        for stage, _ in self._stages:
-            x = stage(x)
+        for block, index in self._stages:
+            x = (block or self.layers_[index])(x)
         return x
 
     def backward(self, grad_out: Any) -> Any:
-        if self._stages is None:
-            raise RuntimeError("Sequential.backward: called before forward")
-        for stage, index in reversed(self._stages):
+        # before any forward, each layer's own backward says so
+        stages = self._stages or [(None, index) for index in range(len(self.layers_))]
+        for block, index in reversed(stages):
             layer = self.layers_[index]
-            grad_out = stage.backward(grad_out)
+            grad_out = (block or layer).backward(grad_out)
             if grad_out is None and index > 0:
                 raise ValueError(
                     f"Sequential: layer {index} ({layer!r}) returned no input gradient "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.nn.layer import Layer
 from gpunet.ops.conv import output_hw, pair
 from gpunet.ops.pool import (
@@ -36,18 +37,19 @@ class _Pool2D(Layer):
         oh, ow = output_hw(x_shape[2:], self.kernel_size, self.stride, self.padding, (1, 1))
         return (x_shape[0], x_shape[1], oh, ow)
 
-    def _check(self, x: Any) -> None:
+    def _checked(self, x: Any) -> Any:
+        x = self.checked_input(x)
         shape = tuple(x.shape)
-        name = type(self).__name__
         if len(shape) != 4:
-            raise ValueError(f"{name}: expected input (N, C, H, W), got shape {shape}")
+            checks.shape(x, (self, "forward"), ("N", "C", "H", "W"))
         padded = tuple(shape[2 + a] + 2 * self.padding[a] for a in (0, 1))
         if self.kernel_size[0] > padded[0] or self.kernel_size[1] > padded[1]:
             raise ValueError(
-                f"{name}: kernel {self.kernel_size[0]}x{self.kernel_size[1]} is larger than "
-                f"the padded input {padded[0]}x{padded[1]}; got input shape {shape} with "
-                f"padding {self.padding}"
+                f"{type(self).__name__}.forward: kernel {self.kernel_size[0]}x"
+                f"{self.kernel_size[1]} is larger than the padded input "
+                f"{padded[0]}x{padded[1]}; got input shape {shape} with padding {self.padding}"
             )
+        return x
 
     def __repr__(self) -> str:
         return (
@@ -71,12 +73,12 @@ class MaxPool2D(_Pool2D):
     """
 
     def forward(self, x: Any) -> Any:
-        self._check(x)
+        x = self._checked(x)
         y, self._cache = max_pool2d(x, self.kernel_size, self.stride, self.padding)
-        return y
+        return self.remember_output(y)
 
     def backward(self, grad_out: Any) -> Any:
-        return max_pool2d_backward(grad_out, self._cache)
+        return max_pool2d_backward(self.checked_gradient(grad_out), self._cache)
 
 
 class AvgPool2D(_Pool2D):
@@ -93,27 +95,26 @@ class AvgPool2D(_Pool2D):
     """
 
     def forward(self, x: Any) -> Any:
-        self._check(x)
+        x = self._checked(x)
         y, self._cache = avg_pool2d(x, self.kernel_size, self.stride, self.padding)
-        return y
+        return self.remember_output(y)
 
     def backward(self, grad_out: Any) -> Any:
-        return avg_pool2d_backward(grad_out, self._cache)
+        return avg_pool2d_backward(self.checked_gradient(grad_out), self._cache)
 
 
 class GlobalAvgPool2D(Layer):
     """Mean over all of height and width: ``(N, C, H, W)`` -> ``(N, C)``."""
 
     def forward(self, x: Any) -> Any:
+        x = self.checked_input(x)
         if x.ndim != 4:
-            raise ValueError(
-                f"GlobalAvgPool2D: expected input (N, C, H, W), got shape {tuple(x.shape)}"
-            )
+            checks.shape(x, (self, "forward"), ("N", "C", "H", "W"))
         self._x_shape = tuple(x.shape)
-        return global_avg_pool2d(x)
+        return self.remember_output(global_avg_pool2d(x))
 
     def backward(self, grad_out: Any) -> Any:
-        return global_avg_pool2d_backward(grad_out, self._x_shape)
+        return global_avg_pool2d_backward(self.checked_gradient(grad_out), self._x_shape)
 
     def __repr__(self) -> str:
         return "GlobalAvgPool2D()"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
 
@@ -16,12 +17,14 @@ class Flatten(Layer):
     """
 
     def forward(self, x: Any) -> Any:
+        x = self.checked_input(x)
         if x.ndim < 2:
-            raise ValueError(f"Flatten: expected input (N, ...), got shape {tuple(x.shape)}")
+            checks.shape(x, (self, "forward"), ("N", "d1", ...))
         self._x_shape = tuple(x.shape)
-        return namespace(x).reshape(x, (x.shape[0], -1))
+        return self.remember_output(namespace(x).reshape(x, (x.shape[0], -1)))
 
     def backward(self, grad_out: Any) -> Any:
+        grad_out = self.checked_gradient(grad_out)
         return namespace(grad_out).reshape(grad_out, self._x_shape)
 
     def __repr__(self) -> str:

@@ -61,6 +61,11 @@ def relu_backward(grad: Any, x: Any, y: Any) -> Any:
     source = y if x is None else x
     fast = backend.kernel("relu_backward", namespace(grad, source))
     if fast is not None:
+        if grad.shape != source.shape:  # the kernel reads both element by element
+            raise ValueError(
+                f"relu_backward: grad of shape {tuple(grad.shape)} for an input of shape "
+                f"{tuple(source.shape)}; they must be equal"
+            )
         return fast(grad, source)
     # A multiply by the 0/1 mask: NumPy's where() is several times slower on large arrays.
     return grad * _positive_mask(source, grad.dtype)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 from gpunet.nn.parameter import Parameter
 from gpunet.optim.optimizer import Optimizer
@@ -65,20 +66,27 @@ class Adagrad(Optimizer):
         initial_accumulator_value: float = 0.0,
         eps: float = 1e-10,
     ):
-        super().__init__(params, lr)
-        self.check("lr_decay", lr_decay, lr_decay >= 0, ">= 0")
-        self.check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
-        self.check(
-            "initial_accumulator_value",
-            initial_accumulator_value,
-            initial_accumulator_value >= 0,
-            ">= 0",
+        super().__init__(
+            params,
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
         )
-        self.check("eps", eps, eps > 0, "> 0")
-        self.lr_decay = float(lr_decay)
-        self.weight_decay = float(weight_decay)
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.eps = float(eps)
+
+    @classmethod
+    def checked_hyperparameters(cls, values: dict[str, Any]) -> dict[str, Any]:
+        name = cls.__name__
+        return {
+            **super().checked_hyperparameters(values),
+            "lr_decay": checks.number(values["lr_decay"], name, "lr_decay", 0),
+            "weight_decay": checks.number(values["weight_decay"], name, "weight_decay", 0),
+            "initial_accumulator_value": checks.number(
+                values["initial_accumulator_value"], name, "initial_accumulator_value", 0
+            ),
+            "eps": checks.number(values["eps"], name, "eps", 0, low_open=True),
+        }
 
     def init_state(self, param: Parameter) -> dict[str, Any]:
         xp = namespace(param.data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 from gpunet.nn.parameter import Parameter
 from gpunet.optim.optimizer import Optimizer
@@ -87,17 +88,25 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
     ):
-        super().__init__(params, lr)
-        betas = tuple(betas)
-        self.check("betas", betas, len(betas) == 2, "a pair (beta1, beta2)")
-        for index, beta in enumerate(betas):
-            self.check(f"betas[{index}]", beta, 0 <= beta < 1, "in [0, 1)")
-        self.check("eps", eps, eps > 0, "> 0")
-        self.check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
-        self.amsgrad = bool(amsgrad)
+        super().__init__(
+            params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad
+        )
+
+    @classmethod
+    def checked_hyperparameters(cls, values: dict[str, Any]) -> dict[str, Any]:
+        name, betas = cls.__name__, values["betas"]
+        if not isinstance(betas, tuple | list) or len(betas) != 2:
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        return {
+            **super().checked_hyperparameters(values),
+            "betas": tuple(
+                checks.number(beta, name, f"betas[{i}]", 0, 1, high_open=True)
+                for i, beta in enumerate(betas)
+            ),
+            "eps": checks.number(values["eps"], name, "eps", 0, low_open=True),
+            "weight_decay": checks.number(values["weight_decay"], name, "weight_decay", 0),
+            "amsgrad": checks.flag(values["amsgrad"], name, "amsgrad"),
+        }
 
     def init_state(self, param: Parameter) -> dict[str, Any]:
         xp = namespace(param.data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gpunet import checks
 from gpunet.optim.optimizer import Optimizer
 
 
@@ -57,11 +58,6 @@ class LRScheduler:
         vars(self).update(state)
 
 
-def _check(scheduler: str, label: str, value: Any, ok: bool, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{scheduler}: invalid {label} {value!r} (expected {expected})")
-
-
 class StepLR(LRScheduler):
     """Multiply the learning rate by ``gamma`` every ``step_size`` epochs.
 
@@ -74,9 +70,8 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1):
-        _check("StepLR", "step_size", step_size, int(step_size) == step_size >= 1, "an int >= 1")
-        self.step_size = int(step_size)
-        self.gamma = float(gamma)
+        self.step_size = checks.integer(step_size, "StepLR", "step_size", minimum=1)
+        self.gamma = checks.number(gamma, "StepLR", "gamma", 0)
         super().__init__(optimizer)
 
     def get_lr(self) -> float:
@@ -94,7 +89,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, gamma: float):
-        self.gamma = float(gamma)
+        self.gamma = checks.number(gamma, "ExponentialLR", "gamma", 0)
         super().__init__(optimizer)
 
     def get_lr(self) -> float:
@@ -115,7 +110,8 @@ class CosineAnnealingLR(LRScheduler):
     """
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0):  # noqa: N803
-        _check("CosineAnnealingLR", "T_max", T_max, int(T_max) == T_max >= 1, "an int >= 1")
+        checks.integer(T_max, "CosineAnnealingLR", "T_max", minimum=1)
+        checks.number(eta_min, "CosineAnnealingLR", "eta_min", 0)
         self.T_max = int(T_max)
         self.eta_min = float(eta_min)
         super().__init__(optimizer)
@@ -161,19 +157,14 @@ class ReduceLROnPlateau(LRScheduler):
         eps: float = 1e-8,
     ):
         name = "ReduceLROnPlateau"
-        _check(name, "mode", mode, mode in ("min", "max"), "'min' or 'max'")
-        _check(
-            name,
-            "threshold_mode",
-            threshold_mode,
-            threshold_mode in ("rel", "abs"),
-            "'rel' or 'abs'",
-        )
-        _check(name, "factor", factor, 0 <= factor < 1, "in [0, 1)")
-        _check(name, "patience", patience, patience >= 0, ">= 0")
-        self.mode, self.threshold_mode = mode, threshold_mode
-        self.factor, self.patience, self.threshold = float(factor), int(patience), threshold
-        self.cooldown, self.min_lr, self.eps = int(cooldown), float(min_lr), float(eps)
+        self.mode = checks.choice(mode, name, "mode", ("min", "max"))
+        self.threshold_mode = checks.choice(threshold_mode, name, "threshold_mode", ("rel", "abs"))
+        self.factor = checks.number(factor, name, "factor", 0, 1, high_open=True)
+        self.patience = checks.integer(patience, name, "patience", minimum=0)
+        self.threshold = checks.number(threshold, name, "threshold", 0)
+        self.cooldown = checks.integer(cooldown, name, "cooldown", minimum=0)
+        self.min_lr = checks.number(min_lr, name, "min_lr", 0)
+        self.eps = checks.number(eps, name, "eps", 0)
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 from gpunet.nn.parameter import Parameter
 from gpunet.optim.optimizer import Optimizer
@@ -84,16 +85,27 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
     ):
-        super().__init__(params, lr)
-        self.check("alpha", alpha, 0 <= alpha < 1, "in [0, 1)")
-        self.check("eps", eps, eps > 0, "> 0")
-        self.check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
-        self.check("momentum", momentum, momentum >= 0, ">= 0")
-        self.alpha = float(alpha)
-        self.eps = float(eps)
-        self.weight_decay = float(weight_decay)
-        self.momentum = float(momentum)
-        self.centered = bool(centered)
+        super().__init__(
+            params,
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+        )
+
+    @classmethod
+    def checked_hyperparameters(cls, values: dict[str, Any]) -> dict[str, Any]:
+        name = cls.__name__
+        return {
+            **super().checked_hyperparameters(values),
+            "alpha": checks.number(values["alpha"], name, "alpha", 0, 1, high_open=True),
+            "eps": checks.number(values["eps"], name, "eps", 0, low_open=True),
+            "weight_decay": checks.number(values["weight_decay"], name, "weight_decay", 0),
+            "momentum": checks.number(values["momentum"], name, "momentum", 0),
+            "centered": checks.flag(values["centered"], name, "centered"),
+        }
 
     def init_state(self, param: Parameter) -> dict[str, Any]:
         xp = namespace(param.data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 from gpunet.nn.parameter import Parameter
 from gpunet.optim.optimizer import Optimizer
@@ -71,19 +72,31 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
     ):
-        super().__init__(params, lr)
-        self.check("momentum", momentum, momentum >= 0, ">= 0")
-        self.check("dampening", dampening, 0 <= dampening <= 1, "in [0, 1]")
-        self.check("weight_decay", weight_decay, weight_decay >= 0, ">= 0")
-        if nesterov and (momentum <= 0 or dampening != 0):
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+        )
+
+    @classmethod
+    def checked_hyperparameters(cls, values: dict[str, Any]) -> dict[str, Any]:
+        name = cls.__name__
+        checked = {
+            **super().checked_hyperparameters(values),
+            "momentum": checks.number(values["momentum"], name, "momentum", 0),
+            "dampening": checks.number(values["dampening"], name, "dampening", 0, 1),
+            "nesterov": checks.flag(values["nesterov"], name, "nesterov"),
+            "weight_decay": checks.number(values["weight_decay"], name, "weight_decay", 0),
+        }
+        if checked["nesterov"] and (checked["momentum"] <= 0 or checked["dampening"] != 0):
             raise ValueError(
-                f"SGD: nesterov=True needs momentum > 0 and dampening 0, got momentum "
-                f"{momentum!r} and dampening {dampening!r}"
+                f"{name}: nesterov=True needs momentum > 0 and dampening 0, got momentum "
+                f"{checked['momentum']!r} and dampening {checked['dampening']!r}"
             )
-        self.momentum = float(momentum)
-        self.dampening = float(dampening)
-        self.nesterov = bool(nesterov)
-        self.weight_decay = float(weight_decay)
+        return checked
 
     def init_state(self, param: Parameter) -> dict[str, Any]:
         if self.momentum == 0:

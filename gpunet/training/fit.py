@@ -28,6 +28,7 @@ from gpunet import backend, distributed, regularizers
 from gpunet.callbacks.base import Callback
 from gpunet.data.batches import epoch_batches, epoch_order, take_rows
 from gpunet.nn.layer import Layer, Sequential
+from gpunet.training import arguments
 from gpunet.training import metrics as metrics_module
 from gpunet.training.history import History
 from gpunet.training.progress import Progress
@@ -88,7 +89,12 @@ def fit(
         ValueError: for ``epochs < 1``, ``x`` and ``y`` of different lengths,
             ``validation_data`` that does not match ``x`` and ``y``, a bad batch size,
             split or verbosity, or NaN/Inf in the data.
+        TypeError: for data that are not arrays of real numbers, or a model, loss,
+            optimizer or callback of the wrong kind (see ``gpunet.training.arguments``).
     """
+    callbacks = arguments.check_training(model, loss_fn, optimizer, callbacks)
+    arguments.check_data("fit", x, y, validation_data)
+    arguments.check_same_data_on_every_rank(x, y)
     _check_int("epochs", epochs, 1)
     _check_int("initial_epoch", initial_epoch, 0)
     if initial_epoch >= epochs:
@@ -103,7 +109,7 @@ def fit(
     for label, data in (("x", x), ("y", y), *_labelled(validation_data)):
         _check_finite("fit", label, data)
     trainer = Trainer(model, loss_fn, optimizer, metrics, batch_size, shuffle, augment)
-    return trainer.run(x, y, validation_data, epochs, initial_epoch, list(callbacks), verbose)
+    return trainer.run(x, y, validation_data, epochs, initial_epoch, callbacks, verbose)
 
 
 def evaluate(
@@ -126,6 +132,9 @@ def evaluate(
     Returns:
         ``{"loss": ..., "accuracy": ...}`` as Python floats.
     """
+    arguments.check_model("evaluate", model)
+    arguments.check_loss("evaluate", loss_fn)
+    arguments.check_data("evaluate", x, y)
     _check_batch_size("evaluate", batch_size)
     _check_pair("evaluate", x, y)
     trainer = Trainer(model, loss_fn, None, metrics, batch_size, False, None)
@@ -143,6 +152,8 @@ def predict(model: Any, x: Any, *, batch_size: int | None = 32) -> Any:
     Returns:
         One array on the current backend, the batches' outputs concatenated.
     """
+    arguments.check_model("predict", model)
+    arguments.check_data("predict", x)
     _check_batch_size("predict", batch_size)
     n = _length("predict", x, "x")
     dtype = _model_dtype(model)
