@@ -37,6 +37,8 @@ def decayed(g, p, weight_decay):
     and PyTorch: 0 * inf is NaN). A select, so the loops stay branch-free."""
     with_decay = g + weight_decay * p
     return with_decay if weight_decay != 0 else g
+
+
 # Each rule takes its hyper-parameters as one tuple ``hyper`` (already in the arrays'
 # dtype) and returns the new values of the parameter element and its state elements.
 # The rules are branch-free: switched-off terms have a zero factor (weight decay) and
