@@ -45,14 +45,9 @@ def cuda():
 
 def _kernels():
     """Every CUDA kernel of ``kernels/``, by name."""
-    from gpunet.kernels import conv, optim, pool, recurrent
-    from numba.cuda.dispatcher import CUDADispatcher
+    from gpunet.kernels import conv, optim, pool, recurrent_cuda
 
-    found = {}
-    for module in (recurrent,):
-        for name, value in vars(module).items():
-            if isinstance(value, CUDADispatcher):
-                found[name] = value
+    found = dict(recurrent_cuda.cuda_kernels())
     found.update(optim.cuda_kernels())
     found.update(conv.cuda_kernels())
     found.update(pool.cuda_kernels())
@@ -60,18 +55,14 @@ def _kernels():
 
 
 def _signatures(dtype):
+    from gpunet.kernels import recurrent_cuda
     from numba import types
 
-    i64, flag = types.int64, types.boolean
+    i64 = types.int64
     v, m, t3, t4 = dtype[::1], dtype[:, ::1], dtype[:, :, ::1], dtype[:, :, :, ::1]
     taps = types.int32[:, :, :, ::1]
     return {
-        "_rnn_forward_cuda_kernel": (m, m, v, v, m, flag),
-        "_rnn_backward_cuda_kernel": (m, m, m, m, flag),
-        "_lstm_forward_cuda_kernel": (m, m, v, v, m, m, m, m),
-        "_lstm_backward_cuda_kernel": (m, m, m, m, m, m, m),
-        "_gru_forward_cuda_kernel": (m, m, v, v, m, m, m),
-        "_gru_backward_cuda_kernel": (m, m, m, m, m, m, m),
+        **recurrent_cuda.cuda_signatures(dtype),
         "sgd": (v, v, v, v),
         "adagrad": (v, v, v, v),
         "rmsprop": (v, v, v, v, v, v),

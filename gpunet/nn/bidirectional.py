@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
 from gpunet.nn.recurrent import _Recurrent
@@ -41,21 +42,26 @@ class Bidirectional(Layer):
         self.forward_layer = layer
         self.backward_layer = type(layer)(**layer.config())
         self.return_sequences = layer.return_sequences
+        self._output_shape: tuple[int, ...] | None = None
 
     def forward(self, x: Any) -> Any:
-        if x.ndim != 3:
-            raise ValueError(
-                f"Bidirectional: expected input (N, T, {self.forward_layer.input_size}), "
-                f"got shape {tuple(x.shape)}"
-            )
+        where = "Bidirectional.forward"
+        x = checks.floating(x, where, self.forward_layer.weight_ih.data.dtype)
+        checks.shape(x, where, ("N", "T", self.forward_layer.input_size))
         xp = namespace(x)
         ahead = self.forward_layer(x)
         behind = self.backward_layer(xp.flip(x, axis=1))
         if self.return_sequences:
             behind = xp.flip(behind, axis=1)
-        return xp.concat([ahead, behind], axis=-1)
+        output = xp.concat([ahead, behind], axis=-1)
+        self._output_shape = tuple(output.shape)
+        return output
 
     def backward(self, grad_out: Any) -> Any:
+        where = "Bidirectional.backward"
+        checks.after_forward(self._output_shape, where)
+        dtype = self.forward_layer.weight_ih.data.dtype
+        grad_out = checks.gradient(grad_out, where, self._output_shape, dtype)
         xp = namespace(grad_out)
         hidden = self.forward_layer.hidden_size
         grad_ahead, grad_behind = grad_out[..., :hidden], grad_out[..., hidden:]
