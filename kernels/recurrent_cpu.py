@@ -102,6 +102,10 @@ def _rnn_backward(weight_t, states, grad_states, dh, d_xw, relu, first, last):
 
 
 # --------------------------------------------------------------------------- LSTM
+# Staging: LLVM vectorises a cell loop only when it can rule out, with a few run-time
+# address checks, that its stores overlap its loads. Where a loop stores into several
+# arrays and loads from many, a backward cell writes its results into one scratch array
+# first and a second, plain loop copies them out.
 
 
 @cpu_kernel(fastmath={"contract"})
@@ -132,6 +136,7 @@ def _lstm_forward(xw, weight_hh, b_ih, b_hh, states, cells, gates, first, last):
 def _lstm_backward(weight_t, cells, gates, grad_states, dh, dc, d_xw, first, last):
     hidden = dh.shape[1]
     h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
+    staged = np.empty((5, hidden), dtype=dh.dtype)  # see the note on staging above
     for t in range(d_xw.shape[0] - 1, -1, -1):
         _add_gradient(grad_states, t, dh, first, last)
         for row in range(first, last):
@@ -142,8 +147,12 @@ def _lstm_backward(weight_t, cells, gates, grad_states, dh, dc, d_xw, first, las
                     total[j], carry[j], c_prev[j], c[j],
                     kept[j], kept[j + h1], kept[j + h2], kept[j + h3],
                 )  # fmt: skip
-                d[j], d[j + h1], d[j + h2], d[j + h3] = d_i, d_f, d_g, d_o
-                carry[j] = dc_prev
+                staged[0, j], staged[1, j], staged[2, j], staged[3, j] = d_i, d_f, d_g, d_o
+                staged[4, j] = dc_prev
+            for j in range(hidden):
+                d[j], d[j + h1] = staged[0, j], staged[1, j]
+                d[j + h2], d[j + h3] = staged[2, j], staged[3, j]
+                carry[j] = staged[4, j]
         _product(d_xw[t, first:last], weight_t, dh[first:last])
 
 
@@ -179,6 +188,7 @@ def _gru_forward(xw, weight_hh, b_ih, b_hh, states, saved, first, last):
 def _gru_backward(weight_t, states, saved, grad_states, dh, d_xw, d_hw, first, last):
     hidden = dh.shape[1]
     h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
+    staged = np.empty((5, hidden), dtype=dh.dtype)  # see the note on staging above
     carried = np.empty((last - first, hidden), dtype=dh.dtype)
     for t in range(d_xw.shape[0] - 1, -1, -1):
         _add_gradient(grad_states, t, dh, first, last)
@@ -190,9 +200,12 @@ def _gru_backward(weight_t, states, saved, grad_states, dh, d_xw, d_hw, first, l
                 d_r, d_z, d_xn, d_hn, direct = gru_backward_point(
                     total[j], h_prev[j], kept[j], kept[j + h1], kept[j + h2], kept[j + h3]
                 )
-                dx[j], dx[j + h1], dx[j + h2] = d_r, d_z, d_xn
-                dw[j], dw[j + h1], dw[j + h2] = d_r, d_z, d_hn
-                carry[j] = direct
+                staged[0, j], staged[1, j], staged[2, j], staged[3, j] = d_r, d_z, d_xn, d_hn
+                staged[4, j] = direct
+            for j in range(hidden):
+                dx[j], dx[j + h1], dx[j + h2] = staged[0, j], staged[1, j], staged[2, j]
+                dw[j], dw[j + h1], dw[j + h2] = staged[0, j], staged[1, j], staged[3, j]
+                carry[j] = staged[4, j]
         _product(d_hw[t, first:last], weight_t, dh[first:last])
         for n in range(last - first):
             for j in range(hidden):

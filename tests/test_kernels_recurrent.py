@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -189,3 +190,61 @@ def test_the_cpu_path_never_imports_numba_cuda():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"
+
+
+def _kernel_arguments(spec, dtype):
+    """Tiny arguments of the forward and backward CPU kernels of ``spec``."""
+    steps, n_batch, hidden = 3, 4, 8
+    width = spec.gates * hidden
+
+    def zeros(*shape):
+        return np.zeros(shape, dtype=dtype)
+
+    states, cells, saved = (
+        zeros(steps + 1, n_batch, hidden),
+        zeros(steps + 1, n_batch, hidden),
+        zeros(steps, n_batch, 4 * hidden),
+    )
+    inputs = (zeros(steps, n_batch, width), zeros(hidden, width), zeros(width), zeros(width))
+    weight_t, no_grad, dh = zeros(width, hidden), zeros(0, n_batch, hidden), zeros(n_batch, hidden)
+    d_xw, rows = zeros(steps, n_batch, width), (0, n_batch)
+    if spec.name == "lstm":
+        return (*inputs, states, cells, saved, *rows), (
+            weight_t,
+            cells,
+            saved,
+            no_grad,
+            dh,
+            zeros(n_batch, hidden),
+            d_xw,
+            *rows,
+        )
+    if spec.name == "gru":
+        return (*inputs, states, saved, *rows), (
+            weight_t,
+            states,
+            saved,
+            no_grad,
+            dh,
+            d_xw,
+            zeros(steps, n_batch, width),
+            *rows,
+        )
+    relu = spec.name == "rnn_relu"
+    return (*inputs, states, relu, *rows), (weight_t, states, no_grad, dh, d_xw, relu, *rows)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_float32_cell_loops_are_vectorised(spec):
+    """The cell math of every float32 kernel compiles to vector instructions: a vector
+    subtraction or division appears only where a cell loop was vectorised (the products
+    and gradient sums only multiply and add). A loop that stores into several arrays and
+    loads from many others stays scalar, several times slower."""
+    kind = spec.name.split("_")[0]
+    arguments = _kernel_arguments(spec, np.float32)
+    for direction, args in zip(("forward", "backward"), arguments, strict=True):
+        kernel = getattr(recurrent_cpu, f"_{kind}_{direction}")
+        fresh = numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})(kernel.py_func)
+        fresh(*args)
+        ir = fresh.inspect_llvm(fresh.signatures[0])
+        assert re.search(r"= f(sub|div) [a-z ]*<\d+ x float>", ir), f"{kind} {direction}"
