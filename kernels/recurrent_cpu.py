@@ -10,7 +10,8 @@ on the sizes and the thread count, so results repeat bit for bit.
 
 The products are Numba's ``np.dot``, which calls the BLAS SciPy exposes to compiled code
 (a library of its own, loaded here and added to the BLAS gpunet holds to one thread while
-its threads run), or, for products too small to repay a BLAS call, a plain loop.
+its threads run), or, for products too small to repay a BLAS call (``_product``), a
+plain loop.
 
 Array layouts (C-contiguous, one float dtype; T steps, N rows, H units, G gates):
 ``xw`` (T, N, G*H) the input projections without biases; ``weight_hh`` (H, G*H) and its
@@ -42,8 +43,12 @@ from .recurrent_cells import (
 
 _parallel.rescan_blas()  # SciPy's BLAS is now loaded: hold it to one thread as well
 
-# Multiply-adds below which a product runs as a plain loop rather than a BLAS call.
-SMALL_PRODUCT = 1 << 13
+# A product runs as a plain loop rather than a BLAS call when it is small, or when it has
+# few rows and a weight that stays in cache: the BLAS packs the whole weight on every call,
+# which costs more than its faster arithmetic saves below about 16 rows.
+SMALL_PRODUCT = 1 << 15  # multiply-adds
+BLAS_ROWS = 16
+CACHED_WEIGHT = 1 << 18  # elements of the weight
 
 # --------------------------------------------------------------------------- helpers
 
@@ -53,7 +58,7 @@ def _product(a, b, out):
     """out = a @ b for C-contiguous 2-D arrays."""
     rows, inner = a.shape
     cols = b.shape[1]
-    if rows * inner * cols > SMALL_PRODUCT:
+    if rows * inner * cols > SMALL_PRODUCT and (rows >= BLAS_ROWS or inner * cols > CACHED_WEIGHT):
         np.dot(a, b, out)
         return
     for n in range(rows):

@@ -79,7 +79,7 @@ def assert_close(got, expected, dtype):
 
 @pytest.mark.parametrize("with_grad_states", [True, False], ids=["sequences", "last"])
 @pytest.mark.parametrize(
-    "n_batch, hidden", [(3, 5), (9, 33)], ids=["loop_products", "blas_products"]
+    "n_batch, hidden", [(3, 5), (17, 45)], ids=["loop_products", "blas_products"]
 )
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
@@ -88,8 +88,8 @@ def test_sequence_kernels_match_the_reference(
 ):
     """Both product paths of the kernels (a plain loop for small products, the BLAS for
     larger ones) give the reference's states, saved gates and every gradient."""
-    product = n_batch * hidden * spec.gates * hidden
-    assert (product > recurrent_cpu.SMALL_PRODUCT) == (hidden == 33)
+    blas = n_batch * hidden * spec.gates * hidden > recurrent_cpu.SMALL_PRODUCT
+    assert (blas and n_batch >= recurrent_cpu.BLAS_ROWS) == (hidden == 45)
     case = sequence_case(spec, 5, n_batch, hidden, dtype, rng)
     assert backend.kernel(spec.forward_op, np) is not None
     fused = run_sequence(spec, case, with_grad_states)
