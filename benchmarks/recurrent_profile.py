@@ -24,6 +24,7 @@ import numba
 import numpy as np
 from gpunet.kernels import _parallel
 from gpunet.kernels.recurrent_cells import lstm_backward_point, lstm_forward_point
+from gpunet.kernels.recurrent_cpu import step_product
 
 from benchmarks.recurrent_step import FEATURES, HIDDEN, STEPS, build_recurrent
 from benchmarks.run import gemm_rate
@@ -43,11 +44,12 @@ def _median_ms(run: Callable[[], None], sync: Callable[[], None], seconds: float
     return 1e3 * statistics.median(times)
 
 
-@numba.njit(nogil=True)
+@numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})
 def _products(a, b, out, first, last):
-    """The per-step products of a pass alone: out = a[t, first:last] @ b for every t."""
+    """The per-step products of a pass alone: out = a[t, first:last] @ b for every t, by
+    the kernels' own product (the BLAS, or a loop for small products)."""
     for t in range(a.shape[0]):
-        np.dot(a[t, first:last], b, out)
+        step_product(a[t, first:last], b, out)
 
 
 @numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})

@@ -10,8 +10,8 @@ on the sizes and the thread count, so results repeat bit for bit.
 
 The products are Numba's ``np.dot``, which calls the BLAS SciPy exposes to compiled code
 (a library of its own, loaded here and added to the BLAS gpunet holds to one thread while
-its threads run), or, for products too small to repay a BLAS call (``_product``), a
-plain loop.
+its threads run), or, for products too small to repay a BLAS call, a plain loop
+(``step_product``).
 
 Array layouts (C-contiguous, one float dtype; T steps, N rows, H units, G gates):
 ``xw`` (T, N, G*H) the input projections without biases; ``weight_hh`` (H, G*H) and its
@@ -54,8 +54,8 @@ CACHED_WEIGHT = 1 << 18  # elements of the weight
 
 
 @numba.njit(inline="always")
-def _product(a, b, out):
-    """out = a @ b for C-contiguous 2-D arrays."""
+def step_product(a, b, out):
+    """out = a @ b for C-contiguous 2-D arrays: the BLAS for large products, a loop else."""
     rows, inner = a.shape
     cols = b.shape[1]
     if rows * inner * cols > SMALL_PRODUCT and (rows >= BLAS_ROWS or inner * cols > CACHED_WEIGHT):
@@ -88,7 +88,7 @@ def _rnn_forward(xw, weight_hh, b_ih, b_hh, states, relu, first, last):
     bias = b_ih + b_hh
     hw = np.empty((last - first, weight_hh.shape[1]), dtype=xw.dtype)
     for t in range(xw.shape[0]):
-        _product(states[t, first:last], weight_hh, hw)
+        step_product(states[t, first:last], weight_hh, hw)
         for n in range(last - first):
             x, p, h = xw[t, first + n], hw[n], states[t + 1, first + n]
             for j in range(h.shape[0]):
@@ -103,7 +103,7 @@ def _rnn_backward(weight_t, states, grad_states, dh, d_xw, relu, first, last):
             d, h, total = d_xw[t, row], states[t + 1, row], dh[row]
             for j in range(h.shape[0]):
                 d[j] = rnn_backward_point(total[j], h[j], relu)
-        _product(d_xw[t, first:last], weight_t, dh[first:last])
+        step_product(d_xw[t, first:last], weight_t, dh[first:last])
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -120,7 +120,7 @@ def _lstm_forward(xw, weight_hh, b_ih, b_hh, states, cells, gates, first, last):
     bias = b_ih + b_hh
     hw = np.empty((last - first, weight_hh.shape[1]), dtype=xw.dtype)
     for t in range(xw.shape[0]):
-        _product(states[t, first:last], weight_hh, hw)
+        step_product(states[t, first:last], weight_hh, hw)
         for n in range(last - first):
             row = first + n
             x, p, kept = xw[t, row], hw[n], gates[t, row]
@@ -158,7 +158,7 @@ def _lstm_backward(weight_t, cells, gates, grad_states, dh, dc, d_xw, first, las
                 d[j], d[j + h1] = staged[0, j], staged[1, j]
                 d[j + h2], d[j + h3] = staged[2, j], staged[3, j]
                 carry[j] = staged[4, j]
-        _product(d_xw[t, first:last], weight_t, dh[first:last])
+        step_product(d_xw[t, first:last], weight_t, dh[first:last])
 
 
 # --------------------------------------------------------------------------- GRU
@@ -171,7 +171,7 @@ def _gru_forward(xw, weight_hh, b_ih, b_hh, states, saved, first, last):
     bias = b_ih + b_hh
     hw = np.empty((last - first, weight_hh.shape[1]), dtype=xw.dtype)
     for t in range(xw.shape[0]):
-        _product(states[t, first:last], weight_hh, hw)
+        step_product(states[t, first:last], weight_hh, hw)
         for n in range(last - first):
             row = first + n
             x, p, kept = xw[t, row], hw[n], saved[t, row]
@@ -211,7 +211,7 @@ def _gru_backward(weight_t, states, saved, grad_states, dh, d_xw, d_hw, first, l
                 dx[j], dx[j + h1], dx[j + h2] = staged[0, j], staged[1, j], staged[2, j]
                 dw[j], dw[j + h1], dw[j + h2] = staged[0, j], staged[1, j], staged[3, j]
                 carry[j] = staged[4, j]
-        _product(d_hw[t, first:last], weight_t, dh[first:last])
+        step_product(d_hw[t, first:last], weight_t, dh[first:last])
         for n in range(last - first):
             for j in range(hidden):
                 dh[first + n, j] += carried[n, j]

@@ -141,8 +141,7 @@ def sequence_backward(
     """
     spec, states = cache.spec, cache.states
     xp = namespace(states, weight_hh)
-    steps, n_batch, hidden = states.shape
-    steps -= 1
+    steps, n_batch, hidden = states.shape[0] - 1, states.shape[1], states.shape[2]
     dh = _start(xp, grad_h_last, (n_batch, hidden), states.dtype)
     dc = _start(xp, grad_c_last, (n_batch, hidden), states.dtype) if spec.cell_state else None
     kernel = backend.kernel(spec.backward_op, xp)
