@@ -45,11 +45,13 @@ def _median_ms(run: Callable[[], None], sync: Callable[[], None], seconds: float
 
 
 @numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})
-def _products(a, b, out, first, last):
-    """The per-step products of a pass alone: out = a[t, first:last] @ b for every t, by
-    the kernels' own product (the BLAS, or a loop for small products)."""
+def _products(a, b, b_t, first, last):
+    """The per-step products of a pass alone: a[t, first:last] @ b for every t, by the
+    kernels' own product (the BLAS, or a loop for small products)."""
+    out = np.empty((last - first, b.shape[1]), dtype=a.dtype)
+    out_t = np.empty((b.shape[1], last - first), dtype=a.dtype)
     for t in range(a.shape[0]):
-        step_product(a[t, first:last], b, out)
+        step_product(a[t, first:last], b, b_t, out, out_t)
 
 
 @numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})
@@ -149,21 +151,17 @@ def _cpu_parts(kernel: object, cache: object, weight_hh: np.ndarray) -> dict:
     d_pre = np.array(gates, copy=True)
     dh = np.zeros((batch, HIDDEN), dtype=np.float32)
 
-    def step_gemms(a: np.ndarray, b: np.ndarray) -> Callable[[], None]:
+    def step_gemms(a: np.ndarray, b: np.ndarray, b_t: np.ndarray) -> Callable[[], None]:
         if kernel is None:  # the reference path: NumPy's products, one per step
             return lambda: [a[t] @ b for t in range(STEPS)]
-
-        def task(first: int, last: int) -> None:
-            _products(a, b, np.empty((last - first, b.shape[1]), np.float32), first, last)
-
-        return lambda: _over_rows(batch, task)
+        return lambda: _over_rows(batch, lambda first, last: _products(a, b, b_t, first, last))
 
     parts = {
-        "forward: step GEMMs": step_gemms(states, weight_hh),
+        "forward: step GEMMs": step_gemms(states, weight_hh, weight_t),
         "forward: cells": lambda: _over_rows(
             batch, lambda first, last: _cells_forward(gates, cells, first, last)
         ),
-        "backward: step GEMMs": step_gemms(d_pre, weight_t),
+        "backward: step GEMMs": step_gemms(d_pre, weight_t, weight_hh),
         "backward: cells": lambda: _over_rows(
             batch, lambda first, last: _cells_backward(gates, cells, dh, first, last)
         ),

@@ -77,19 +77,29 @@ def assert_close(got, expected, dtype):
         np.testing.assert_allclose(got[name], value, rtol=tolerance, atol=tolerance, err_msg=name)
 
 
+# (rows, hidden) that take each path of the kernels' products
+PRODUCTS = {"loop": (3, 5), "flipped_blas": (17, 45), "plain_blas": (65, 24)}
+
+
+def product_path(rows, inner, cols):
+    """Which path ``recurrent_cpu.step_product`` takes for a product of these sizes."""
+    if rows * inner * cols <= recurrent_cpu.SMALL_PRODUCT or rows < recurrent_cpu.BLAS_ROWS:
+        return "loop"
+    return "flipped_blas" if rows < recurrent_cpu.FLIPPED_ROWS else "plain_blas"
+
+
 @pytest.mark.parametrize("with_grad_states", [True, False], ids=["sequences", "last"])
-@pytest.mark.parametrize(
-    "n_batch, hidden", [(3, 5), (17, 45)], ids=["loop_products", "blas_products"]
-)
+@pytest.mark.parametrize("path", list(PRODUCTS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
 def test_sequence_kernels_match_the_reference(
-    spec, dtype, n_batch, hidden, with_grad_states, rng, monkeypatch
+    spec, dtype, path, with_grad_states, rng, monkeypatch
 ):
-    """Both product paths of the kernels (a plain loop for small products, the BLAS for
-    larger ones) give the reference's states, saved gates and every gradient."""
-    blas = n_batch * hidden * spec.gates * hidden > recurrent_cpu.SMALL_PRODUCT
-    assert (blas and n_batch >= recurrent_cpu.BLAS_ROWS) == (hidden == 45)
+    """Every path of the kernels' products (a plain loop, the BLAS on the transposed
+    product, the BLAS on the product itself) gives the reference's states, saved gates and
+    every gradient."""
+    n_batch, hidden = PRODUCTS[path]
+    assert product_path(n_batch, hidden, spec.gates * hidden) == path
     case = sequence_case(spec, 5, n_batch, hidden, dtype, rng)
     assert backend.kernel(spec.forward_op, np) is not None
     fused = run_sequence(spec, case, with_grad_states)
@@ -200,38 +210,28 @@ def _kernel_arguments(spec, dtype):
     def zeros(*shape):
         return np.zeros(shape, dtype=dtype)
 
-    states, cells, saved = (
-        zeros(steps + 1, n_batch, hidden),
-        zeros(steps + 1, n_batch, hidden),
-        zeros(steps, n_batch, 4 * hidden),
-    )
-    inputs = (zeros(steps, n_batch, width), zeros(hidden, width), zeros(width), zeros(width))
-    weight_t, no_grad, dh = zeros(width, hidden), zeros(0, n_batch, hidden), zeros(n_batch, hidden)
-    d_xw, rows = zeros(steps, n_batch, width), (0, n_batch)
+    states, cells = zeros(steps + 1, n_batch, hidden), zeros(steps + 1, n_batch, hidden)
+    saved, d_xw, d_hw = zeros(steps, n_batch, 4 * hidden), zeros(steps, n_batch, width), None
+    weights = (zeros(hidden, width), zeros(width, hidden))
+    inputs = (zeros(steps, n_batch, width), *weights, zeros(width), zeros(width))
+    no_grad, dh, rows = zeros(0, n_batch, hidden), zeros(n_batch, hidden), (0, n_batch)
     if spec.name == "lstm":
-        return (*inputs, states, cells, saved, *rows), (
-            weight_t,
-            cells,
-            saved,
-            no_grad,
-            dh,
-            zeros(n_batch, hidden),
-            d_xw,
-            *rows,
-        )
+        forward = (*inputs, states, cells, saved, *rows)
+        return forward, (*weights, cells, saved, no_grad, dh, zeros(n_batch, hidden), d_xw, *rows)
     if spec.name == "gru":
+        d_hw = zeros(steps, n_batch, width)
         return (*inputs, states, saved, *rows), (
-            weight_t,
+            *weights,
             states,
             saved,
             no_grad,
             dh,
             d_xw,
-            zeros(steps, n_batch, width),
+            d_hw,
             *rows,
         )
     relu = spec.name == "rnn_relu"
-    return (*inputs, states, relu, *rows), (weight_t, states, no_grad, dh, d_xw, relu, *rows)
+    return (*inputs, states, relu, *rows), (*weights, states, no_grad, dh, d_xw, relu, *rows)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
