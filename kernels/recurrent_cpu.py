@@ -44,10 +44,10 @@ from .recurrent_cells import (
 
 _parallel.rescan_blas()  # SciPy's BLAS is now loaded: hold it to one thread as well
 
-# The products of a step: a loop for small ones, else the BLAS. Below 64 rows the BLAS
-# runs two to three times faster with the rows of the batch as its (column-major) row
-# dimension, out^T = b^T @ a^T copied back, than on out = a @ b with its many columns and
-# few rows; from 64 rows on the plain product is as fast without the copy.
+# The products of a step: a loop for small ones, else the BLAS. The BLAS handles a product
+# of few rows and many columns poorly; below 64 rows it runs faster given the rows of the
+# batch as its (column-major) row dimension, out^T = b^T @ a^T, copied back; from 64 rows
+# on the plain product is as fast without the copy.
 SMALL_PRODUCT = 1 << 15  # multiply-adds
 BLAS_ROWS = 8
 FLIPPED_ROWS = 64
