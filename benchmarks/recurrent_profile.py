@@ -1,15 +1,15 @@
-"""Where W3's training step spends its time: the GEMMs, the cell kernels, the rest.
+"""Where W3's training step spends its time: the GEMMs, the cell math, the rest.
 
     python -m benchmarks.recurrent_profile                 # CPU, batch 64
     python -m benchmarks.recurrent_profile --device gpu    # CuPy + Numba CUDA, batch 256
 
 Times (medians, the GPU synchronised after each) the whole training step, then its parts
-on the same shapes: the forward and backward passes over the sequence, each pass's
-per-step GEMMs alone and cell kernels alone (whole batch, one call per step), and the
-weight-gradient GEMMs (no cells with ``GPUNET_KERNELS=0``: the steps then run the
-array-API reference). On the GPU it also times the host's side of one cell launch
-(launches queued back to back, no synchronisation between them): what a step costs in
-Python and in Numba's launch, whatever the GPU's speed.
+on the same shapes: the forward and backward passes over the sequence (each one compiled
+call on the CPU, one launch on CUDA), and the weight-gradient GEMMs. On the CPU it also
+splits the compiled passes into what they do: their per-step products alone and their
+cell math alone, each in a compiled loop over the same rows per thread (no cell math with
+``GPUNET_KERNELS=0``: the steps then run the array-API reference, products by NumPy). It
+ends with the weight-gradient GEMMs' rate against this machine's GEMM rate.
 """
 
 from __future__ import annotations
@@ -20,9 +20,14 @@ import statistics
 import time
 from collections.abc import Callable
 
+import numba
 import numpy as np
+from gpunet.kernels import _parallel
+from gpunet.kernels.recurrent_cells import lstm_backward_point, lstm_forward_point
+from gpunet.kernels.recurrent_cpu import step_product
 
 from benchmarks.recurrent_step import FEATURES, HIDDEN, STEPS, build_recurrent
+from benchmarks.run import gemm_rate
 from benchmarks.steps import gpunet_sync
 
 
@@ -39,11 +44,58 @@ def _median_ms(run: Callable[[], None], sync: Callable[[], None], seconds: float
     return 1e3 * statistics.median(times)
 
 
+@numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})
+def _products(a, b, b_t, first, last):
+    """The per-step products of a pass alone: a[t, first:last] @ b for every t, by the
+    kernels' own product (the BLAS, or a loop for small products)."""
+    out = np.empty((last - first, b.shape[1]), dtype=a.dtype)
+    out_t = np.empty((b.shape[1], last - first), dtype=a.dtype)
+    for t in range(a.shape[0]):
+        step_product(a[t, first:last], b, b_t, out, out_t)
+
+
+@numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})
+def _cells_forward(gates, cells, first, last):
+    """The LSTM cell math of a forward pass alone (the saved gates as pre-activations)."""
+    hidden = cells.shape[2]
+    for t in range(gates.shape[0]):
+        for row in range(first, last):
+            g, c_prev, c_new = gates[t, row], cells[t, row], cells[t + 1, row]
+            for j in range(hidden):
+                out = lstm_forward_point(
+                    g[j], g[j + hidden], g[j + 2 * hidden], g[j + 3 * hidden], c_prev[j]
+                )
+                c_new[j] = out[4]
+
+
+@numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})
+def _cells_backward(gates, cells, dh, first, last):
+    """The LSTM cell math of a backward pass alone."""
+    hidden = cells.shape[2]
+    for t in range(gates.shape[0] - 1, -1, -1):
+        for row in range(first, last):
+            g, c_prev, c = gates[t, row], cells[t, row], cells[t + 1, row]
+            for j in range(hidden):
+                out = lstm_backward_point(
+                    dh[row, j], dh[row, j], c_prev[j], c[j],
+                    g[j], g[j + hidden], g[j + 2 * hidden], g[j + 3 * hidden],
+                )  # fmt: skip
+                dh[row, j] = out[4]
+
+
+def _over_rows(batch: int, task: Callable[[int, int], None]) -> None:
+    """``task(first, last)`` split over gpunet's threads as the sequence kernels split it."""
+    parts = _parallel.count(batch, STEPS * batch * HIDDEN * 4 * HIDDEN / 16)
+    edges = _parallel.bounds(batch, parts)
+    _parallel.run(parts, lambda part: task(edges[part], edges[part + 1]))
+
+
 def profile(device: str, batch: int, seconds: float) -> dict[str, float]:
     """Milliseconds of each part of W3's step (see the module docstring)."""
     import gpunet
     from gpunet import backend
-    from gpunet.ops import bptt
+    from gpunet.ops import bptt, recurrent
+    from gpunet.ops.linear import matmul
 
     backend.set("cupy" if device == "gpu" else "numpy")
     sync = gpunet_sync(device)
@@ -58,66 +110,65 @@ def profile(device: str, batch: int, seconds: float) -> dict[str, float]:
     bias, h0 = draw(width, scale=0.1), draw(batch, HIDDEN, scale=0.0)
     grad_last = draw(batch, HIDDEN)
     xp = backend.namespace(x_steps)
+    xw = xp.reshape(matmul(x_steps, weight_ih), (STEPS, batch, width))
 
     def forward() -> object:
-        xw = bptt.Projection(x_steps, weight_ih, batch)
-        return bptt.sequence_forward("lstm", xw, weight_hh, bias, bias, h0, h0)
+        return bptt.sequence_forward(recurrent.LSTM, xw, weight_hh, bias, bias, h0, h0)
 
     cache = forward()
     d_xw = bptt.sequence_backward(cache, weight_hh, None, grad_last).xw
     d_flat = xp.reshape(d_xw, (STEPS * batch, width))
     previous = xp.reshape(cache.states[:-1, ...], (STEPS * batch, HIDDEN))
-    step_in = [cache.states[t] for t in range(STEPS)]
-    grads_in = [d_xw[t] for t in range(STEPS)]
-    cell = backend.kernel("lstm_cell_forward", xp)
-    cell_back = backend.kernel("lstm_cell_backward", xp)
-    xw0 = xp.reshape(x_steps[:batch, ...] @ weight_ih, (batch, width))
-    hw0 = step_in[1] @ weight_hh
-    h_out, c_out = xp.empty_like(h0), xp.empty_like(h0)
-    gates, d_pre, dc = xp.empty_like(hw0), xp.empty_like(hw0), xp.zeros_like(h0)
-    c_prev, saved = cache.cells[1], cache.saved[1]
-
-    def forward_gemms() -> None:
-        for h in step_in:
-            h @ weight_hh
-
-    def forward_cells() -> None:
-        for _ in range(STEPS):
-            cell(xw0, hw0, bias, bias, c_prev, h_out, c_out, gates)
-
-    def backward_gemms() -> None:
-        weight_t = weight_hh.T
-        for d in grads_in:
-            d @ weight_t
-
-    def backward_cells() -> None:
-        for _ in range(STEPS):
-            cell_back(grad_last, h_out, dc, c_prev, c_out, saved, d_pre)
 
     def weight_gradients() -> None:
-        xp.matrix_transpose(d_flat) @ previous
-        xp.matrix_transpose(x_steps) @ d_flat
+        matmul(xp.matrix_transpose(previous), d_flat)
+        matmul(xp.matrix_transpose(x_steps), d_flat)
 
+    inside = {}
+    if device == "cpu":
+        inside = _cpu_parts(backend.kernel(recurrent.LSTM.forward_op, xp), cache, weight_hh)
     parts = [
         ("training step", build_recurrent("lstm", "gpunet", device, batch)),
         ("forward pass", forward),
-        ("forward: step GEMMs", forward_gemms),
-        ("forward: cells", forward_cells),
+        *[(name, run) for name, run in inside.items() if name.startswith("forward")],
         ("backward pass", lambda: bptt.sequence_backward(cache, weight_hh, None, grad_last)),
-        ("backward: step GEMMs", backward_gemms),
-        ("backward: cells", backward_cells),
+        *[(name, run) for name, run in inside.items() if name.startswith("backward")],
         ("weight-gradient GEMMs", weight_gradients),
     ]
-    if cell is None:  # GPUNET_KERNELS=0: the steps run the array-API reference
-        parts = [(name, run) for name, run in parts if not name.endswith("cells")]
-    result = {name: _median_ms(run, sync, seconds) for name, run in parts}
-    if device == "gpu" and cell is not None:
-        sync()
-        start = time.perf_counter()
-        forward_cells()
-        result["host time of one cell launch"] = 1e3 * (time.perf_counter() - start) / STEPS
-        sync()
-    return result
+    return {name: _median_ms(run, sync, seconds) for name, run in parts}
+
+
+def weight_gradient_gflops(batch: int, milliseconds: float) -> float:
+    """The rate of W3's weight-gradient GEMMs (``weight_hh``'s and ``weight_ih``'s)."""
+    return 2 * STEPS * batch * 4 * HIDDEN * (HIDDEN + FEATURES) / milliseconds / 1e6
+
+
+def _cpu_parts(kernel: object, cache: object, weight_hh: np.ndarray) -> dict:
+    """The products and the cell math of the compiled passes, each alone."""
+    states, cells, gates = cache.states, cache.cells, cache.saved
+    batch = states.shape[1]
+    weight_t = np.ascontiguousarray(weight_hh.T)
+    d_pre = np.array(gates, copy=True)
+    dh = np.zeros((batch, HIDDEN), dtype=np.float32)
+
+    def step_gemms(a: np.ndarray, b: np.ndarray, b_t: np.ndarray) -> Callable[[], None]:
+        if kernel is None:  # the reference path: NumPy's products, one per step
+            return lambda: [a[t] @ b for t in range(STEPS)]
+        return lambda: _over_rows(batch, lambda first, last: _products(a, b, b_t, first, last))
+
+    parts = {
+        "forward: step GEMMs": step_gemms(states, weight_hh, weight_t),
+        "forward: cells": lambda: _over_rows(
+            batch, lambda first, last: _cells_forward(gates, cells, first, last)
+        ),
+        "backward: step GEMMs": step_gemms(d_pre, weight_t, weight_hh),
+        "backward: cells": lambda: _over_rows(
+            batch, lambda first, last: _cells_backward(gates, cells, dh, first, last)
+        ),
+    }
+    if kernel is None:  # GPUNET_KERNELS=0: no compiled cell math to time
+        return {name: run for name, run in parts.items() if not name.endswith("cells")}
+    return parts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,8 +183,15 @@ def main(argv: list[str] | None = None) -> int:
     step = result["training step"]
     print(f"W3 LSTM, batch {batch}, T = {STEPS}, {FEATURES} -> {HIDDEN}, on the {args.device}")
     for name, ms in result.items():
-        share = f"{100 * ms / step:5.1f}%" if "launch" not in name else ""
-        print(f"  {name:<36} {ms:9.3f} ms {share}")
+        print(f"  {name:<36} {ms:9.3f} ms {100 * ms / step:5.1f}%")
+    rate, achieved = (
+        gemm_rate(args.device),
+        weight_gradient_gflops(batch, result["weight-gradient GEMMs"]),
+    )
+    print(
+        f"  weight-gradient GEMMs at {achieved:.1f} GFLOP/s: {achieved / rate:.0%} of this "
+        f"machine's GEMM rate ({rate:.1f} GFLOP/s, 1024^3)"
+    )
     if args.json:
         with open(args.json, "a") as out:
             out.write(json.dumps({"device": args.device, "batch": batch, **result}) + "\n")

@@ -1,5 +1,5 @@
-"""The training step shared by W3 (LSTM) and W4 (tanh RNN): a recurrent layer over a
-batch of sequences, its last hidden state into Dense(hidden, 10), CrossEntropy, Adam.
+"""The training step shared by W3 (LSTM), W4 (tanh RNN) and W7 (GRU): a recurrent layer
+over a batch of sequences, its last hidden state into Dense(hidden, 10), CrossEntropy, Adam.
 The recurrent layer computes no input gradient in either framework (its input needs none).
 """
 
@@ -13,7 +13,7 @@ import numpy as np
 from benchmarks.steps import gpunet_train_step, torch_train_step
 
 STEPS, FEATURES, HIDDEN, CLASSES = 50, 32, 128, 10
-GATES = {"lstm": 4, "rnn": 1}
+GATES = {"lstm": 4, "rnn": 1, "gru": 3}
 
 
 def recurrent_flops(kind: str, batch: int) -> int:
@@ -34,7 +34,7 @@ def _data(batch: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_recurrent(kind: str, framework: str, device: str, batch: int) -> Callable[[], None]:
-    """One training step of ``kind`` ("lstm" or "rnn") in gpunet or PyTorch."""
+    """One training step of ``kind`` ("lstm", "rnn" or "gru") in gpunet or PyTorch."""
     x, y = _data(batch)
     if framework == "gpunet":
         return _gpunet_step(kind, device, x, y)
@@ -44,11 +44,11 @@ def build_recurrent(kind: str, framework: str, device: str, batch: int) -> Calla
 def _gpunet_step(kind: str, device: str, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
     import gpunet
     from gpunet.losses import CrossEntropy
-    from gpunet.nn import LSTM, RNN, Dense, Sequential
+    from gpunet.nn import GRU, LSTM, RNN, Dense, Sequential
     from gpunet.optim import Adam
 
     gpunet.seed(0)
-    layer = LSTM(FEATURES, HIDDEN) if kind == "lstm" else RNN(FEATURES, HIDDEN)
+    layer = {"lstm": LSTM, "rnn": RNN, "gru": GRU}[kind](FEATURES, HIDDEN)
     layer.input_grad = False
     model = Sequential(layer, Dense(HIDDEN, CLASSES))
     loss_fn, optimizer = CrossEntropy(), Adam(model.parameters(), lr=1e-3)
@@ -62,7 +62,7 @@ def _torch_step(kind: str, device: str, x: np.ndarray, y: np.ndarray) -> Callabl
 
     dev = "cuda" if device == "gpu" else "cpu"
     torch.manual_seed(0)
-    cls = torch.nn.LSTM if kind == "lstm" else torch.nn.RNN
+    cls = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN, "gru": torch.nn.GRU}[kind]
     layer = cls(FEATURES, HIDDEN, batch_first=True).to(dev)
     head = torch.nn.Linear(HIDDEN, CLASSES).to(dev)
     params = list(layer.parameters()) + list(head.parameters())

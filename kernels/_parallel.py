@@ -50,7 +50,7 @@ MIN_WORK = 1 << 20
 _requested: int | None = None  # set_num_threads
 _lock = threading.Lock()
 _blas_depth = 0
-_blas_saved: list[int] = []
+_blas_saved: list[tuple[Callable[[int], int], int]] = []  # (setter, count to restore)
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_size = 0
 _inside = threading.local()  # set on a thread while it runs a part
@@ -152,7 +152,7 @@ def rescan_blas() -> None:
 
 def _blas_threads() -> int:
     if _blas_depth and _blas_saved:
-        return max(_blas_saved)
+        return max(count for _, count in _blas_saved)
     counts = [lib.get_num_threads() for lib in _libraries()]
     counts = [c for c in counts if c]
     return max(counts) if counts else cores()
@@ -170,15 +170,15 @@ def blas_single_threaded() -> Iterator[None]:
     global _blas_depth, _blas_saved
     with _lock:
         if _blas_depth == 0:
-            _blas_saved = [set_count(1) for set_count in _scan()[1]]
+            _blas_saved = [(set_count, set_count(1)) for set_count in _scan()[1]]
         _blas_depth += 1
     try:
         yield
     finally:
         with _lock:
             _blas_depth -= 1
-            if _blas_depth == 0:
-                for set_count, count in zip(_scan()[1], _blas_saved, strict=True):
+            if _blas_depth == 0:  # the libraries saved, even if a rescan found more since
+                for set_count, count in _blas_saved:
                     set_count(count)
                 _blas_saved = []
 

@@ -311,8 +311,8 @@ def test_cuda_convolution_saves_a_new_column_matrix_per_forward(rng):
     geometry = ((1, 1), (1, 1), (1, 1))
     weight = rng.standard_normal((2, 1, 2, 2)).astype(np.float32)
     x1, x2 = (rng.standard_normal((1, 1, 3, 3)).astype(np.float32) for _ in range(2))
-    _, col1 = kernels.gemm_conv2d_forward(np, x1, weight, None, *geometry)
+    _, col1 = kernels.conv2d_forward_cuda(x1, weight, None, *geometry)
     kept = col1.copy()
-    _, col2 = kernels.gemm_conv2d_forward(np, x2, weight, None, *geometry)
+    _, col2 = kernels.conv2d_forward_cuda(x2, weight, None, *geometry)
     assert col2 is not col1
     np.testing.assert_array_equal(col1, kept)

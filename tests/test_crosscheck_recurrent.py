@@ -47,11 +47,17 @@ def _close(ours, theirs, dtype, what):
     )
 
 
+# (batch, steps, features, hidden): products per step small enough for the kernels' plain
+# loop, and large enough for the BLAS.
+SIZES = {"small": (3, 6, 5, 7), "large": (17, 7, 5, 45)}
+
+
+@pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero_state", "given_state"])
 @pytest.mark.parametrize("cell", list(PAIRS))
-def test_matches_torch(cell, with_state, dtype, rng):
-    n_batch, steps, features, hidden = 3, 6, 5, 7
+def test_matches_torch(cell, with_state, dtype, size, rng):
+    n_batch, steps, features, hidden = SIZES[size]
     make_ours, make_theirs = PAIRS[cell]
     torch_dtype = getattr(torch, dtype)
     theirs = make_theirs(features, hidden).to(torch_dtype)

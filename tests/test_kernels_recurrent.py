@@ -1,226 +1,167 @@
-"""The fused recurrent-cell kernels against the array-API reference (the oracle)."""
+"""The CPU sequence kernels against the array-API reference path (the oracle)."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import threading
 
+import numba
 import numpy as np
 import pytest
-from gpunet.kernels import recurrent as kernels
+from gpunet.kernels import _parallel, recurrent_cells, recurrent_cpu
 
 from gpunet import backend
-from gpunet.ops import bptt
-from gpunet.ops import recurrent as cells
+from gpunet.ops import bptt, recurrent
 
-# The kernels take NumPy arrays whatever the backend under test, so they are checked once,
-# in the NumPy session (the cudasim tests run wherever the simulator is on).
-numpy_session = pytest.mark.skipif(
+# The kernels take NumPy arrays, so they are checked once, in the NumPy session.
+pytestmark = pytest.mark.skipif(
     os.environ.get("GPUNET_BACKEND", "numpy") != "numpy",
     reason="kernel parity runs in the numpy session",
 )
 
-TOLERANCE = {np.float32: 1e-5, np.float64: 1e-13}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+SPECS = list(recurrent.SPECS.values())
+SPEC_IDS = list(recurrent.SPECS)
 
 
-def _case(cell, n_batch, hidden, dtype, rng, scale=2.0):
-    """Random inputs of one forward and one backward step, as NumPy arrays."""
-    width = GATES[cell] * hidden
+def sequence_case(spec, steps, n_batch, hidden, dtype, rng, scale=1.0):
+    """Random inputs of a forward and a backward pass over a sequence, as NumPy arrays."""
+    width = spec.gates * hidden
 
-    def draw(*shape):
-        return (scale * rng.standard_normal(shape)).astype(dtype)
+    def draw(*shape, factor=1.0):
+        return (factor * scale * rng.standard_normal(shape)).astype(dtype)
 
     return {
-        "xw": draw(n_batch, width),
-        "hw": draw(n_batch, width),
+        "xw": draw(steps, n_batch, width),
+        "weight_hh": draw(hidden, width, factor=0.8 / np.sqrt(hidden)),  # contracting
         "b_ih": draw(width),
         "b_hh": draw(width),
-        "state": draw(n_batch, hidden),
+        "h0": draw(n_batch, hidden),
+        "c0": draw(n_batch, hidden) if spec.cell_state else None,
+        "grad_states": draw(steps, n_batch, hidden),
         "grad_h": draw(n_batch, hidden),
-        "dh_rec": draw(n_batch, hidden),
-        "carry": draw(n_batch, hidden),
+        "grad_c": draw(n_batch, hidden) if spec.cell_state else None,
     }
 
 
-def _expected(cell, case, relu):
-    """(forward outputs, backward outputs) of the reference for one step."""
+def run_sequence(spec, case, with_grad_states=True):
+    """Forward and backward through ``bptt``: every array they produce, as NumPy arrays."""
     a = case
-    if cell == "rnn":
-        h = cells.rnn_cell_forward_reference(a["xw"], a["hw"], a["b_ih"], a["b_hh"], relu)
-        return [h], [cells.rnn_cell_backward_reference(a["grad_h"], a["dh_rec"], h, relu)]
-    if cell == "lstm":
-        h, c, gates = cells.lstm_cell_forward_reference(
-            a["xw"], a["hw"], a["b_ih"], a["b_hh"], a["state"]
-        )
-        back = cells.lstm_cell_backward_reference(
-            a["grad_h"], a["dh_rec"], a["carry"], a["state"], c, gates
-        )
-        return [h, c, gates], list(back)
-    h, saved = cells.gru_cell_forward_reference(a["xw"], a["hw"], a["b_ih"], a["b_hh"], a["state"])
-    back = cells.gru_cell_backward_reference(
-        a["grad_h"], a["dh_rec"], a["carry"], a["state"], saved
+    cache = bptt.sequence_forward(
+        spec, a["xw"], a["weight_hh"], a["b_ih"], a["b_hh"], a["h0"], a["c0"]
     )
-    return [h, saved], list(back)
+    grad_states = a["grad_states"] if with_grad_states else None
+    grads = bptt.sequence_backward(cache, a["weight_hh"], grad_states, a["grad_h"], a["grad_c"])
+    arrays = {
+        "states": cache.states,
+        "cells": cache.cells,
+        "saved": cache.saved,
+        "d_xw": grads.xw,
+        "d_weight_hh": grads.weight_hh,
+        "d_b_ih": grads.b_ih,
+        "d_b_hh": grads.b_hh,
+        "d_h0": grads.h0,
+        "d_c0": grads.c0,
+    }
+    return {k: np.array(backend.to_numpy(v), copy=True) for k, v in arrays.items() if v is not None}
 
 
-def _run(cell, case, relu, forward, backward):
-    """Run a pair of kernels (``forward(*arrays)``, ``backward(*arrays)``) on a case."""
-    a = case
-    n_batch, hidden = a["state"].shape
-    width, dtype = a["xw"].shape[1], a["xw"].dtype
-
-    def empty(columns):
-        return np.empty((n_batch, columns), dtype=dtype)
-
-    carry = a["carry"].copy()
-    if cell == "rnn":
-        h, d_pre = empty(hidden), empty(hidden)
-        forward(a["xw"], a["hw"], a["b_ih"], a["b_hh"], h)
-        backward(a["grad_h"], a["dh_rec"], h, d_pre)
-        return [h], [d_pre]
-    if cell == "lstm":
-        h, c, gates, d_pre = empty(hidden), empty(hidden), empty(width), empty(width)
-        forward(a["xw"], a["hw"], a["b_ih"], a["b_hh"], a["state"], h, c, gates)
-        backward(a["grad_h"], a["dh_rec"], carry, a["state"], c, gates, d_pre)
-        return [h, c, gates], [d_pre, carry]
-    h, saved, d_xw, d_hw = empty(hidden), empty(4 * hidden), empty(width), empty(width)
-    forward(a["xw"], a["hw"], a["b_ih"], a["b_hh"], a["state"], h, saved)
-    backward(a["grad_h"], a["dh_rec"], carry, a["state"], saved, d_xw, d_hw)
-    return [h, saved], [d_xw, d_hw, carry]
+def assert_close(got, expected, dtype):
+    assert sorted(got) == sorted(expected)
+    for name, value in expected.items():
+        assert got[name].dtype == np.dtype(dtype), name
+        tolerance = TOLERANCE[dtype]
+        np.testing.assert_allclose(got[name], value, rtol=tolerance, atol=tolerance, err_msg=name)
 
 
-def _assert_close(got, expected, dtype):
-    for g, e in zip(got, expected, strict=True):
-        assert g.dtype == dtype
-        np.testing.assert_allclose(g, e, rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+# (rows, hidden) that take each path of the kernels' products
+PRODUCTS = {"loop": (3, 5), "flipped_blas": (17, 45), "plain_blas": (65, 24)}
 
 
-CELL_CASES = [("rnn", False), ("rnn", True), ("lstm", False), ("gru", False)]
-CELL_IDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+def product_path(rows, inner, cols):
+    """Which path ``recurrent_cpu.step_product`` takes for a product of these sizes."""
+    if rows * inner * cols <= recurrent_cpu.SMALL_PRODUCT or rows < recurrent_cpu.BLAS_ROWS:
+        return "loop"
+    return "flipped_blas" if rows < recurrent_cpu.FLIPPED_ROWS else "plain_blas"
 
 
-@numpy_session
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("cell, relu", CELL_CASES, ids=CELL_IDS)
-def test_cpu_kernels_match_reference(cell, relu, dtype, rng):
-    case = _case(cell, 5, 7, dtype, rng)
-    forward = getattr(kernels, f"{cell}_cell_forward_cpu")
-    backward = getattr(kernels, f"{cell}_cell_backward_cpu")
-    if cell == "rnn":
-        forward_, backward_ = forward, backward
-
-        def forward(*arrays):
-            forward_(*arrays, relu=relu)
-
-        def backward(*arrays):
-            backward_(*arrays, relu=relu)
-
-    got = _run(cell, case, relu, forward, backward)
-    expected = _expected(cell, case, relu)
-    _assert_close(got[0], expected[0], dtype)
-    _assert_close(got[1], expected[1], dtype)
-
-
-@numpy_session
-def test_cpu_kernels_are_stable_for_huge_preactivations(rng):
-    case = _case("lstm", 3, 4, np.float32, rng, scale=1e4)
-    got = _run("lstm", case, False, kernels.lstm_cell_forward_cpu, kernels.lstm_cell_backward_cpu)
-    for array in got[0] + got[1]:
-        assert np.all(np.isfinite(array))
-    gates = got[0][2]
-    assert set(np.unique(np.round(gates[:, :8]))) <= {0.0, 1.0}  # saturated, not NaN
-
-
-@numpy_session
-def test_cpu_kernel_on_strided_input(rng):
-    n_batch, hidden = 64, 1024
-    case = _case("gru", n_batch, hidden, np.float32, rng)
-    case["xw"] = np.asfortranarray(case["xw"])  # the wrapper makes inputs contiguous
-    got = _run("gru", case, False, kernels.gru_cell_forward_cpu, kernels.gru_cell_backward_cpu)
-    expected = _expected("gru", case, False)
-    _assert_close(got[0], expected[0], np.float32)
-    _assert_close(got[1], expected[1], np.float32)
-
-
-@numpy_session
+@pytest.mark.parametrize("with_grad_states", [True, False], ids=["sequences", "last"])
+@pytest.mark.parametrize("path", list(PRODUCTS))
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("cell, relu", CELL_CASES, ids=CELL_IDS)
-def test_sequence_kernel_path_matches_reference_path(cell, relu, dtype, rng, monkeypatch):
-    steps, n_batch, hidden = 6, 3, 5
-    width = GATES[cell] * hidden
-
-    def draw(*shape):
-        return backend.asarray(rng.standard_normal(shape), dtype=dtype)
-
-    xw, weight_hh, b_ih, b_hh = (
-        draw(steps, n_batch, width),
-        draw(hidden, width),
-        draw(width),
-        draw(width),
-    )
-    h0, c0 = draw(n_batch, hidden), draw(n_batch, hidden)
-    grad_states, grad_h, grad_c = (
-        draw(steps, n_batch, hidden),
-        draw(n_batch, hidden),
-        draw(n_batch, hidden),
-    )
-    results = []
-    for enabled in ("1", "0"):
-        monkeypatch.setenv("GPUNET_KERNELS", enabled)
-        cache = bptt.sequence_forward(cell, xw, weight_hh, b_ih, b_hh, h0, c0, relu)
-        grads = bptt.sequence_backward(cache, weight_hh, grad_states, grad_h, grad_c)
-        arrays = [cache.states, grads.xw, grads.weight_hh, grads.b_ih, grads.b_hh, grads.h0]
-        if cell == "lstm":
-            arrays += [cache.cells, grads.c0]
-        results.append([backend.to_numpy(a) for a in arrays])
-    tolerance = 1e-5 if dtype == "float32" else 1e-12
-    for fused, reference in zip(*results, strict=True):
-        np.testing.assert_allclose(fused, reference, rtol=tolerance, atol=tolerance)
-
-
-@numpy_session
-def test_dispatching_cell_ops_use_the_kernel_and_agree(rng, monkeypatch):
-    case = _case("lstm", 2, 3, np.float64, rng)
-    args = (case["xw"], case["hw"], case["b_ih"], case["b_hh"], case["state"])
-    assert backend.kernel("lstm_cell_forward", backend.xp()) is kernels.lstm_cell_forward_cpu
-    fused = cells.lstm_cell_forward(*args)
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_sequence_kernels_match_the_reference(
+    spec, dtype, path, with_grad_states, rng, monkeypatch
+):
+    """Every path of the kernels' products (a plain loop, the BLAS on the transposed
+    product, the BLAS on the product itself) gives the reference's states, saved gates and
+    every gradient."""
+    n_batch, hidden = PRODUCTS[path]
+    assert product_path(n_batch, hidden, spec.gates * hidden) == path
+    case = sequence_case(spec, 5, n_batch, hidden, dtype, rng)
+    assert backend.kernel(spec.forward_op, np) is not None
+    fused = run_sequence(spec, case, with_grad_states)
     monkeypatch.setenv("GPUNET_KERNELS", "0")
-    assert backend.kernel("lstm_cell_forward", backend.xp()) is None
-    _assert_close(fused, cells.lstm_cell_forward(*args), np.float64)
+    assert backend.kernel(spec.forward_op, np) is None
+    assert_close(fused, run_sequence(spec, case, with_grad_states), dtype)
 
 
-# --------------------------------------------------------------------------- CUDA (simulator)
+def test_lstm_kernels_are_stable_for_huge_preactivations(rng):
+    case = sequence_case(recurrent.LSTM, 4, 3, 4, "float32", rng, scale=1e4)
+    got = run_sequence(recurrent.LSTM, case)
+    for name, array in got.items():
+        assert np.all(np.isfinite(array)), name
+    gates = got["saved"]
+    assert set(np.unique(np.round(gates[..., :8]))) <= {0.0, 1.0}  # saturated, not NaN
 
 
-@pytest.mark.cudasim
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("cell, relu", CELL_CASES, ids=CELL_IDS)
-def test_cuda_kernels_match_reference_in_the_simulator(cell, relu, dtype, rng):
-    case = _case(cell, 2, 3, dtype, rng)
+@pytest.mark.parametrize(
+    "spec", [recurrent.LSTM, recurrent.GRU, recurrent.RNN_TANH], ids=lambda spec: spec.name
+)
+def test_rows_in_parts_give_the_numbers_of_one_part(spec, rng, monkeypatch):
+    """Each of gpunet's threads runs every step of its run of rows; the rows are
+    independent, so the numbers match one part's to rounding (the products' blocking
+    differs with their row count) and a run in parts repeats bit for bit."""
+    case = sequence_case(spec, 5, 21, 16, "float32", rng)  # parts of 10 and 11 rows
+    calls = []
+    for direction in ("forward", "backward"):
+        name = f"_{spec.name.split('_')[0]}_{direction}"
+        kernel = getattr(recurrent_cpu, name)
 
-    def forward(*arrays):
-        kernels.launch(f"{cell}_cell_forward", *arrays, relu=relu)
+        def counted(*args, kernel=kernel, direction=direction):
+            first, last = args[-2:]
+            calls.append((direction, last - first, threading.current_thread().name))
+            return kernel(*args)
 
-    def backward(*arrays):
-        kernels.launch(f"{cell}_cell_backward", *arrays, relu=relu)
+        monkeypatch.setattr(recurrent_cpu, name, counted)
+    monkeypatch.setattr(_parallel, "threads", lambda: 1)
+    one = run_sequence(spec, case)
+    assert {rows for _, rows, _ in calls} == {21}
+    calls.clear()
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    monkeypatch.setattr(_parallel, "MIN_WORK", 1)
+    parts = run_sequence(spec, case)
+    again = run_sequence(spec, case)
+    for direction in ("forward", "backward"):
+        mine = [call for call in calls if call[0] == direction]
+        assert sorted(rows for _, rows, _ in mine) == [10, 10, 11, 11]  # two runs of two parts
+        names = {name for _, _, name in mine}
+        assert "MainThread" in names and len(names) == 2
+    for name, expected in one.items():
+        np.testing.assert_allclose(parts[name], expected, rtol=2e-5, atol=2e-6, err_msg=name)
+        np.testing.assert_array_equal(parts[name], again[name], err_msg=name)
 
-    got = _run(cell, case, relu, forward, backward)
-    expected = _expected(cell, case, relu)
-    _assert_close(got[0], expected[0], dtype)
-    _assert_close(got[1], expected[1], dtype)
 
-
-@numpy_session
 def test_float32_sigmoid_and_tanh_are_accurate_everywhere():
     """The vectorised float32 forms used by the CPU cells, against float64 NumPy."""
-    import numba
 
     @numba.njit
     def evaluate(x, sig, tanh):
         for i in range(x.size):
-            sig[i] = kernels.sigmoid_scalar(x[i])
-            tanh[i] = kernels.tanh_scalar(x[i])
+            sig[i] = recurrent_cells.sigmoid_scalar(x[i])
+            tanh[i] = recurrent_cells.tanh_scalar(x[i])
 
     ramp = np.linspace(-100, 100, 200_001)
     tiny = np.array([0.0, -0.0, 1e-30, -1e-30, 1e-8, -1e-8, 0.2999, 0.3, 0.3001])
@@ -240,67 +181,70 @@ def test_float32_sigmoid_and_tanh_are_accurate_everywhere():
     assert np.isnan(sig[0]) and np.isnan(tanh[0])
 
 
-def _sequence_case(cell, steps, n_batch, hidden, rng):
-    width = GATES[cell] * hidden
-    return {
-        "xw": rng.standard_normal((steps, n_batch, width)).astype(np.float32),
-        "weight_hh": (0.1 * rng.standard_normal((hidden, width))).astype(np.float32),
-        "bias": rng.standard_normal(width).astype(np.float32),
-        "h0": rng.standard_normal((n_batch, hidden)).astype(np.float32),
-        "grad_states": rng.standard_normal((steps, n_batch, hidden)).astype(np.float32),
-        "grad_last": rng.standard_normal((n_batch, hidden)).astype(np.float32),
-    }
-
-
-def _sequence_results(cell, a):
-    c0 = a["h0"] * 0.5 if cell == "lstm" else None
-    cache = bptt.sequence_forward(cell, a["xw"], a["weight_hh"], a["bias"], a["bias"], a["h0"], c0)
-    grads = bptt.sequence_backward(
-        cache, a["weight_hh"], a["grad_states"], a["grad_last"], a["grad_last"] * 0.5
+def test_the_cpu_path_never_imports_numba_cuda():
+    """The CUDA kernels are built on first use: training on the CPU does not need them."""
+    script = (
+        "import sys, numpy as np, gpunet\n"
+        "from gpunet.nn import LSTM\n"
+        "layer = LSTM(3, 4, return_sequences=True)\n"
+        "out = layer(gpunet.asarray(np.ones((2, 5, 3), dtype=np.float32)))\n"
+        "layer.backward(out)\n"
+        "import gpunet.kernels.recurrent\n"
+        "assert gpunet.kernels.recurrent.lstm_sequence_forward_cuda is not None\n"
+        "print('numba.cuda' in sys.modules)\n"
     )
-    results = [cache.states, grads.xw, grads.weight_hh, grads.b_ih, grads.h0]
-    if cell != "rnn":
-        results.append(cache.saved)
-    if cell == "lstm":
-        results += [cache.cells, grads.c0]
-    return [np.array(r, copy=True) for r in results]
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["GPUNET_BACKEND"] = "numpy"
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
 
 
+def _kernel_arguments(spec, dtype):
+    """Tiny arguments of the forward and backward CPU kernels of ``spec``."""
+    steps, n_batch, hidden = 3, 4, 8
+    width = spec.gates * hidden
 
-@numpy_session
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_sequence_in_parts_of_rows_gives_the_numbers_of_one_part(cell, rng, monkeypatch):
-    """Each part runs every step of its rows on one thread; the rows are independent, so
-    states and gradients match the whole batch's to rounding (the GEMMs' blocking differs
-    with their row count), and a run in parts repeats bit for bit."""
-    from gpunet.kernels import _parallel
+    def zeros(*shape):
+        return np.zeros(shape, dtype=dtype)
 
-    steps, n_batch, hidden = 5, 21, 16  # parts of 10 and 11 rows
-    a = _sequence_case(cell, steps, n_batch, hidden, rng)
-    calls = []
-    for direction in ("forward", "backward"):
-        op = f"{cell}_cell_{direction}"
-        original = kernels._KERNELS[op]
+    states, cells = zeros(steps + 1, n_batch, hidden), zeros(steps + 1, n_batch, hidden)
+    saved, d_xw, d_hw = zeros(steps, n_batch, 4 * hidden), zeros(steps, n_batch, width), None
+    weights = (zeros(hidden, width), zeros(width, hidden))
+    inputs = (zeros(steps, n_batch, width), *weights, zeros(width), zeros(width))
+    no_grad, dh, rows = zeros(0, n_batch, hidden), zeros(n_batch, hidden), (0, n_batch)
+    if spec.name == "lstm":
+        forward = (*inputs, states, cells, saved, *rows)
+        return forward, (*weights, cells, saved, no_grad, dh, zeros(n_batch, hidden), d_xw, *rows)
+    if spec.name == "gru":
+        d_hw = zeros(steps, n_batch, width)
+        return (*inputs, states, saved, *rows), (
+            *weights,
+            states,
+            saved,
+            no_grad,
+            dh,
+            d_xw,
+            d_hw,
+            *rows,
+        )
+    relu = spec.name == "rnn_relu"
+    return (*inputs, states, relu, *rows), (*weights, states, no_grad, dh, d_xw, relu, *rows)
 
-        def counted(*args, kernel=original[0], op=op):
-            calls.append((op, args[0].shape[0], threading.current_thread().name))
-            return kernel(*args)
 
-        monkeypatch.setitem(kernels._KERNELS, op, (counted, *original[1:]))
-    monkeypatch.setattr(_parallel, "threads", lambda: 1)
-    one = _sequence_results(cell, a)
-    assert {rows for _, rows, _ in calls} == {n_batch}
-    calls.clear()
-    monkeypatch.setattr(_parallel, "threads", lambda: 2)
-    monkeypatch.setattr(_parallel, "MIN_WORK", 1)
-    monkeypatch.setattr(kernels, "_ROWS_PER_PART", 4)
-    parts = _sequence_results(cell, a)
-    again = _sequence_results(cell, a)
-    for direction in ("forward", "backward"):
-        mine = [c for c in calls if c[0] == f"{cell}_cell_{direction}"]
-        assert sorted(rows for _, rows, _ in mine) == [10] * 2 * steps + [11] * 2 * steps
-        names = {name for _, _, name in mine}
-        assert "MainThread" in names and len(names) == 2
-    for got, expected, repeated in zip(parts, one, again, strict=True):
-        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6)
-        np.testing.assert_array_equal(got, repeated)
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_float32_cell_loops_are_vectorised(spec):
+    """The cell math of every float32 kernel compiles to vector instructions: a vector
+    subtraction or division appears only where a cell loop was vectorised (the products
+    and gradient sums only multiply and add). A loop that stores into several arrays and
+    loads from many others stays scalar, several times slower."""
+    kind = spec.name.split("_")[0]
+    arguments = _kernel_arguments(spec, np.float32)
+    for direction, args in zip(("forward", "backward"), arguments, strict=True):
+        kernel = getattr(recurrent_cpu, f"_{kind}_{direction}")
+        fresh = numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})(kernel.py_func)
+        fresh(*args)
+        ir = fresh.inspect_llvm(fresh.signatures[0])
+        assert re.search(r"= f(sub|div) [a-z ]*<\d+ x float>", ir), f"{kind} {direction}"

@@ -202,3 +202,12 @@ def test_a_kernel_compiles_without_a_cache_where_none_can_be_written(monkeypatch
     kernel = _jit.cpu_kernel(twice)
     assert kernel(21) == 42
     assert "NOT cached" in _jit.cache_report()
+
+
+@numpy_session
+def test_a_rescan_while_the_blas_is_held_restores_what_was_saved(libraries):
+    before = _counts(libraries)
+    with _parallel.blas_single_threaded():
+        _parallel.rescan_blas()  # a module loading another BLAS, meanwhile
+        _parallel._scan()
+    assert _counts(libraries) == before

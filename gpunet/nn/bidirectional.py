@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpunet import checks
 from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
 from gpunet.nn.recurrent import _Recurrent
@@ -43,19 +44,17 @@ class Bidirectional(Layer):
         self.return_sequences = layer.return_sequences
 
     def forward(self, x: Any) -> Any:
-        if x.ndim != 3:
-            raise ValueError(
-                f"Bidirectional: expected input (N, T, {self.forward_layer.input_size}), "
-                f"got shape {tuple(x.shape)}"
-            )
+        x = self.checked_input(x, like=self.forward_layer.weight_ih.data)
+        checks.shape(x, (self, "forward"), ("N", "T", self.forward_layer.input_size))
         xp = namespace(x)
         ahead = self.forward_layer(x)
         behind = self.backward_layer(xp.flip(x, axis=1))
         if self.return_sequences:
             behind = xp.flip(behind, axis=1)
-        return xp.concat([ahead, behind], axis=-1)
+        return self.remember_output(xp.concat([ahead, behind], axis=-1))
 
     def backward(self, grad_out: Any) -> Any:
+        grad_out = self.checked_gradient(grad_out)
         xp = namespace(grad_out)
         hidden = self.forward_layer.hidden_size
         grad_ahead, grad_behind = grad_out[..., :hidden], grad_out[..., hidden:]

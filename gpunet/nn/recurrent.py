@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gpunet import checks
 from gpunet import init as initializers
 from gpunet.backend import namespace
 from gpunet.nn.layer import Layer
 from gpunet.nn.parameter import Parameter
-from gpunet.ops import bptt
+from gpunet.ops import bptt, recurrent
 from gpunet.ops.linear import matmul
-from gpunet.ops.recurrent import GATES
 
 _COMMON_ARGS = """
         input_size: features per time step, F.
@@ -33,7 +33,8 @@ _COMMON_ARGS = """
         dtype: parameter dtype (default float32).
 
     Forward: ``layer(x, h0=None)`` (LSTM: ``layer(x, h0=None, c0=None)``) with ``x`` of
-    shape (N, T, F), batch first, and initial states of shape (N, H) (zeros when None).
+    shape (N, T, F), batch first, N >= 1 and T >= 1, and initial states of shape (N, H)
+    (zeros when None); integer or other floating inputs are cast to the layer's dtype.
     ``backward(grad_output)`` returns the gradient with respect to ``x``; with
     ``return_state`` it also takes the tuple ``(grad_output, grad_h_T[, grad_c_T])``
     (entries may be None). The gradients of the initial states are then in
@@ -48,9 +49,10 @@ _COMMON_ARGS = """
 
 
 class _Recurrent(Layer):
-    """The time loop, parameters and state handling shared by RNN, LSTM and GRU."""
+    """The parameters, the time loop's inputs and outputs, and the state handling shared
+    by RNN, LSTM and GRU; what differs between them is their ``spec``."""
 
-    cell = "rnn"
+    spec: recurrent.CellSpec = recurrent.RNN_TANH
 
     def __init__(
         self,
@@ -74,7 +76,7 @@ class _Recurrent(Layer):
         self.return_sequences, self.return_state = bool(return_sequences), bool(return_state)
         self.stateful = bool(stateful)
         self.init, self.recurrent_init, self.has_bias = init, recurrent_init, bool(bias)
-        gates, hidden = GATES[self.cell], self.hidden_size
+        gates, hidden = self.spec.gates, self.hidden_size
         self.weight_ih = Parameter(
             self._weight((self.input_size, hidden), gates, init, dtype), "weight_ih"
         )
@@ -86,6 +88,7 @@ class _Recurrent(Layer):
             self.bias_ih = Parameter(self._bias(gates * hidden, init, dtype), "bias_ih")
             self.bias_hh = Parameter(self._bias(gates * hidden, init, dtype), "bias_hh")
         self._carried: tuple | None = None
+        self._cache: bptt.SequenceCache | None = None
         self.grad_h0 = self.grad_c0 = None
         self.input_grad = True
 
@@ -107,34 +110,39 @@ class _Recurrent(Layer):
 
     # ---------------------------------------------------------------- forward
 
-    def _run(self, x: Any, h0: Any, c0: Any, relu: bool = False) -> Any:
-        name, features = type(self).__name__, self.input_size
-        if x.ndim != 3 or x.shape[2] != features or x.shape[1] < 1:
+    def _run(self, x: Any, h0: Any, c0: Any) -> Any:
+        where = f"{type(self).__name__}.forward"
+        dtype = self.weight_ih.data.dtype
+        x = checks.floating(x, where, dtype)
+        checks.shape(x, where, ("N", "T", self.input_size))
+        checks.nonempty(x, where)
+        n_batch, steps, features = x.shape
+        if steps == 0:
             raise ValueError(
-                f"{name}: expected input (N, T, {features}) with T >= 1, got shape {tuple(x.shape)}"
+                f"{where}: input is an empty sequence (shape {tuple(x.shape)}); "
+                "expected at least one time step"
             )
         xp = namespace(x, self.weight_ih.data)
-        n_batch, steps, _ = x.shape
-        dtype = self.weight_ih.data.dtype
         given = h0 is not None or c0 is not None
         if self.stateful and self._carried is not None and not given:
             if self._carried[0].shape[0] != n_batch:
                 raise ValueError(
-                    f"{name}: stateful layer carries state for batch {self._carried[0].shape[0]}"
-                    f" but got batch {n_batch}; call reset_state() first"
+                    f"{where}: stateful layer carries state for batch "
+                    f"{self._carried[0].shape[0]} but got batch {n_batch}; "
+                    "call reset_state() first"
                 )
             h0, c0 = self._carried
             given = True
-        h0 = self._initial(h0, "h0", n_batch, xp, dtype)
-        c0 = self._initial(c0, "c0", n_batch, xp, dtype) if self.cell == "lstm" else None
-        # Time-major, so that each step's slice of the projection is contiguous.
+        h0 = self._initial(h0, "h0", where, n_batch, xp, dtype)
+        c0 = self._initial(c0, "c0", where, n_batch, xp, dtype) if self.spec.cell_state else None
+        # Time-major, so that each step's rows of the projection are contiguous.
         x_steps = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (steps * n_batch, features))
-        xw = bptt.Projection(x_steps, self.weight_ih.data, n_batch)
+        xw = xp.reshape(matmul(x_steps, self.weight_ih.data), (steps, n_batch, -1))
         b_ih, b_hh = self._biases(xp, dtype)
-        cache = bptt.sequence_forward(self.cell, xw, self.weight_hh.data, b_ih, b_hh, h0, c0, relu)
+        cache = bptt.sequence_forward(self.spec, xw, self.weight_hh.data, b_ih, b_hh, h0, c0)
         self._x_steps, self._cache, self._x_shape, self._given = x_steps, cache, x.shape, given
         h_last = cache.states[steps, ...]
-        c_last = cache.cells[steps, ...] if self.cell == "lstm" else None
+        c_last = cache.cells[steps, ...] if self.spec.cell_state else None
         if self.stateful:
             self._carried = (h_last, c_last)
         if self.return_sequences:
@@ -143,31 +151,29 @@ class _Recurrent(Layer):
             output = h_last
         if not self.return_state:
             return output
-        return (output, h_last, c_last) if self.cell == "lstm" else (output, h_last)
+        return (output, h_last, c_last) if self.spec.cell_state else (output, h_last)
 
-    def _initial(self, state: Any, label: str, n_batch: int, xp: Any, dtype: Any) -> Any:
+    def _initial(
+        self, state: Any, label: str, where: str, n_batch: int, xp: Any, dtype: Any
+    ) -> Any:
         if state is None:
             return xp.zeros((n_batch, self.hidden_size), dtype=dtype)
-        if tuple(state.shape) != (n_batch, self.hidden_size):
-            raise ValueError(
-                f"{type(self).__name__}: expected {label} of shape "
-                f"({n_batch}, {self.hidden_size}), got shape {tuple(state.shape)}"
-            )
+        state = checks.floating(state, where, dtype, what=label)
+        checks.same_shape(state, (n_batch, self.hidden_size), where, label)
         return state
 
     def _biases(self, xp: Any, dtype: Any) -> tuple[Any, Any]:
         if self.bias_ih is None:
-            zeros = xp.zeros((GATES[self.cell] * self.hidden_size,), dtype=dtype)
+            zeros = xp.zeros((self.spec.gates * self.hidden_size,), dtype=dtype)
             return zeros, zeros
         return self.bias_ih.data, self.bias_hh.data
 
     # ---------------------------------------------------------------- backward
 
     def backward(self, grad_out: Any) -> Any:
-        grad_h_last = grad_c_last = None
-        if isinstance(grad_out, tuple):
-            grad_out, grad_h_last, *rest = grad_out
-            grad_c_last = rest[0] if rest else None
+        where = f"{type(self).__name__}.backward"
+        checks.after_forward(self._cache, where)
+        grad_out, grad_h_last, grad_c_last = self._gradients(grad_out, where)
         xp = namespace(self._x_steps)
         n_batch, steps, features = self._x_shape
         grad_states = None
@@ -179,7 +185,7 @@ class _Recurrent(Layer):
             self._cache, self.weight_hh.data, grad_states, grad_h_last, grad_c_last
         )
         d_xw = xp.reshape(grads.xw, (steps * n_batch, -1))
-        self.weight_ih.accumulate(matmul(self._x_steps.T, d_xw))
+        self.weight_ih.accumulate(matmul(xp.matrix_transpose(self._x_steps), d_xw))
         self.weight_hh.accumulate(grads.weight_hh)
         if self.bias_ih is not None:
             self.bias_ih.accumulate(grads.b_ih)
@@ -188,8 +194,33 @@ class _Recurrent(Layer):
         self.grad_c0 = grads.c0 if self._given else None
         if not self.input_grad:
             return None
-        grad_x = xp.reshape(matmul(d_xw, self.weight_ih.data.T), (steps, n_batch, features))
-        return xp.permute_dims(grad_x, (1, 0, 2))
+        grad_x = matmul(d_xw, xp.matrix_transpose(self.weight_ih.data))
+        return xp.permute_dims(xp.reshape(grad_x, (steps, n_batch, features)), (1, 0, 2))
+
+    def _gradients(self, grad_out: Any, where: str) -> tuple[Any, Any, Any]:
+        """(output, h_T, c_T) gradients from what ``backward`` was given, checked."""
+        n_batch, steps, _ = self._x_shape
+        state_shape = (n_batch, self.hidden_size)
+        given: tuple = (grad_out, None, None)
+        if self.return_state and isinstance(grad_out, tuple):
+            count = 3 if self.spec.cell_state else 2
+            if not 1 <= len(grad_out) <= count:
+                raise ValueError(
+                    f"{where}: expected up to {count} gradients (output, h_T"
+                    f"{', c_T' if count == 3 else ''}), got {len(grad_out)}"
+                )
+            given = (*grad_out, None, None)[:3]
+        out_shape = (n_batch, steps, self.hidden_size) if self.return_sequences else state_shape
+        dtype = self.weight_ih.data.dtype
+        checked = []
+        for grad, shape, what in zip(
+            given, (out_shape, state_shape, state_shape), ("output", "h_T", "c_T"), strict=True
+        ):
+            if grad is not None:
+                grad = checks.floating(grad, where, dtype, what=f"the gradient of {what}")
+                checks.same_shape(grad, shape, where, f"the gradient of {what}")
+            checked.append(grad)
+        return checked[0], checked[1], checked[2]
 
     # ---------------------------------------------------------------- state
 
@@ -229,18 +260,17 @@ class RNN(_Recurrent):
         + _COMMON_ARGS
     )
 
-    cell = "rnn"
-
     def __init__(self, input_size: int, hidden_size: int, nonlinearity: str = "tanh", **kwargs):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(
                 f"RNN: unknown nonlinearity {nonlinearity!r}; expected 'tanh' or 'relu'"
             )
         self.nonlinearity = nonlinearity
+        self.spec = recurrent.RNN_TANH if nonlinearity == "tanh" else recurrent.RNN_RELU
         super().__init__(input_size, hidden_size, **kwargs)
 
     def forward(self, x: Any, h0: Any = None) -> Any:
-        return self._run(x, h0, None, relu=self.nonlinearity == "relu")
+        return self._run(x, h0, None)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "nonlinearity": self.nonlinearity}
@@ -258,7 +288,7 @@ class LSTM(_Recurrent):
         + _COMMON_ARGS
     )
 
-    cell = "lstm"
+    spec = recurrent.LSTM
 
     def forward(self, x: Any, h0: Any = None, c0: Any = None) -> Any:
         return self._run(x, h0, c0)
@@ -276,7 +306,7 @@ class GRU(_Recurrent):
         + _COMMON_ARGS
     )
 
-    cell = "gru"
+    spec = recurrent.GRU
 
     def forward(self, x: Any, h0: Any = None) -> Any:
         return self._run(x, h0, None)
