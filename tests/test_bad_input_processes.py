@@ -16,8 +16,9 @@ import pytest
 TIMEOUT_S = 300
 REPOSITORY = Path(__file__).resolve().parents[1]
 
-# The training every child runs: a small CNN whose Dense weight is large enough that
-# gpunet's threads take part (set_num_threads(2)) in its GEMMs and Adam updates.
+# The training every child runs: a small CNN whose Dense weight is large enough (over a
+# million values) that gpunet's threads take part (set_num_threads(2)) in its GEMM and
+# Adam updates.
 TRAINING = textwrap.dedent(
     """
     import numpy as np
@@ -36,7 +37,7 @@ TRAINING = textwrap.dedent(
     def build(seed):
         gpunet.seed(seed)
         model = Sequential(Conv2D(2, 8, 3, padding=1), ReLU(), MaxPool2D(2), Flatten(),
-                           Dense(8 * 6 * 6, 256), ReLU(), Dense(256, 2))
+                           Dense(8 * 6 * 6, 4096), ReLU(), Dense(4096, 2))
         return model, Adam(model.parameters(), lr=0.01)
 
     def train(model, optimizer):
