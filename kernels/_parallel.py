@@ -21,8 +21,14 @@ millisecond of one core: a hand-off to another thread must be worth its cost), a
 one per independent piece, and at most ``threads()``: the cores this process may run on,
 no more than the BLAS's own thread count (so ``OMP_NUM_THREADS=1`` or a threadpoolctl
 limit around gpunet's calls keep gpunet on one thread too), or what
-``set_num_threads`` asked for. Work that stays on one thread is a plain call: its GEMMs
-are the BLAS's to thread, whose own pool hands work over faster than a Python pool can.
+``set_num_threads`` asked for.
+
+The BLAS's own pool would hand work over faster than a Python pool can, but after each
+threaded call its idle workers spin for a while (OpenBLAS: 2^28 cycles by default), and
+the next of gpunet's parallel calls then shares its cores with them: a recurrent
+training step took half as long again. So every BLAS call gpunet makes runs on one
+thread (``run`` holds the BLAS for its parts, even for one) and its GEMMs are split into
+parts by the rule like any other work.
 
 The split depends only on the sizes and the thread count, never on timing, so results are
 bit-identical from run to run, and the same whether two threads train at once or not.
@@ -46,6 +52,8 @@ import numpy as np
 # millisecond): handing work to another thread and waiting for it costs tens to hundreds
 # of microseconds (a thread wakes through the kernel), so smaller work stays on one thread.
 MIN_WORK = 1 << 20
+# OpenBLAS runs a GEMM of fewer multiply-adds than this on the calling thread.
+BLAS_THREADING_MIN = 1 << 18
 
 _requested: int | None = None  # set_num_threads
 _lock = threading.Lock()
@@ -240,18 +248,17 @@ def run(parts: int, task: Callable[[int], None], blas: bool = True) -> None:
     Args:
         parts: how many parts (from ``count``).
         task: the work of one part, given its index.
-        blas: the task calls the BLAS, which runs on one thread while several parts run
-            (default True).
+        blas: the task calls the BLAS, which then runs on one thread (default True).
 
     Every part started finishes before the first error, if any, is raised. With one part,
-    or called from inside a part, the parts run one after the other on the calling thread
-    as plain calls.
+    or called from inside a part, the parts run one after the other on the calling
+    thread.
     """
-    if parts <= 1 or getattr(_inside, "active", False):
-        for part in range(max(parts, 1)):
-            task(part)
-        return
     with blas_single_threaded() if blas else contextlib.nullcontext():
+        if parts <= 1 or getattr(_inside, "active", False):
+            for part in range(max(parts, 1)):
+                task(part)
+            return
         pool = _workers(parts - 1)
         futures = [pool.submit(_in_part, task, part) for part in range(1, parts)]
         try:
@@ -278,17 +285,16 @@ def run_rows(rows: int, work: float, task: Callable[[int, int], None], blas: boo
 def matmul(a: Any, b: Any, out: Any = None) -> Any:
     """``a @ b`` for 2-D NumPy arrays, the rows (or columns) of the product split by the rule.
 
-    A product worth several parts runs on gpunet's threads, each part a single-threaded
-    BLAS call; a smaller one is a plain call, which the BLAS may thread itself.
+    Each part is a single-threaded BLAS call, so the BLAS's own pool never wakes.
     """
     m, k = a.shape
     n = b.shape[1]
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
+    if m * n * k < BLAS_THREADING_MIN:  # the BLAS runs it on the calling thread anyway
+        return np.matmul(a, b, out=out)
     by_rows = m >= n
     parts = count(m if by_rows else n, m * n * k / 32)
-    if parts == 1:
-        return np.matmul(a, b, out=out)
     edges = bounds(m if by_rows else n, parts)
 
     def product(part: int) -> None:
