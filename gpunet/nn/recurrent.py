@@ -182,10 +182,11 @@ class _Recurrent(Layer):
         elif grad_out is not None:
             grad_h_last = grad_out if grad_h_last is None else grad_out + grad_h_last
         grads = bptt.sequence_backward(
-            self._cache, self.weight_hh.data, grad_states, grad_h_last, grad_c_last
-        )
+            self._cache, self.weight_hh.data, grad_states, grad_h_last, grad_c_last,
+            inputs=self._x_steps,
+        )  # fmt: skip
         d_xw = xp.reshape(grads.xw, (steps * n_batch, -1))
-        self.weight_ih.accumulate(matmul(xp.matrix_transpose(self._x_steps), d_xw))
+        self.weight_ih.accumulate(grads.weight_ih)
         self.weight_hh.accumulate(grads.weight_hh)
         if self.bias_ih is not None:
             self.bias_ih.accumulate(grads.b_ih)

@@ -12,9 +12,11 @@ the passes write into preallocated (T+1, N, H) state and (T, N, ...) gate buffer
 Otherwise (array-api-strict, and ``GPUNET_KERNELS=0``) the steps run the spec's
 array-API reference one by one; both paths give the same numbers.
 
-The weight gradients are then one GEMM each over all steps: ``weight_hh``'s from the
-stacked states h_0 ... h_{T-1}, (T*N, H), and the (T*N, G*H) gradients of the
-pre-activations; the biases' are column sums of the same gradients.
+The weight gradients are then one GEMM over all steps: the rows [1, x_t, h_{t-1}] of
+every step and batch row, stacked (T*N, 1+I+H) and transposed, times the (T*N, G*H)
+gradients of the pre-activations give the bias, ``weight_ih`` and ``weight_hh``
+gradients in one product (one per weight for a spec with ``separate_hw_grad``): one pass
+over the gradients, and one hand-off to gpunet's threads rather than four.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ class SequenceGradients:
 
     Attributes:
         xw: (T, N, G*H) gradient of the input projections; the caller turns it into the
-            gradients of ``weight_ih`` (``X^T @ xw``, one GEMM) and of the input.
+            gradient of the input (``xw @ weight_ih^T``).
+        weight_ih: (I, G*H), or None when ``sequence_backward`` was given no inputs.
         weight_hh: (H, G*H).
         b_ih, b_hh: (G*H,) the bias gradients (the same array unless the spec has
             ``separate_hw_grad``).
@@ -61,6 +64,7 @@ class SequenceGradients:
     """
 
     xw: Any
+    weight_ih: Any
     weight_hh: Any
     b_ih: Any
     b_hh: Any
@@ -126,6 +130,7 @@ def sequence_backward(
     grad_states: Any = None,
     grad_h_last: Any = None,
     grad_c_last: Any = None,
+    inputs: Any = None,
 ) -> SequenceGradients:
     """Backpropagate through every step of a ``sequence_forward``.
 
@@ -135,6 +140,9 @@ def sequence_backward(
         grad_states: (T, N, H) loss gradients of the outputs h_1 ... h_T, or None.
         grad_h_last: (N, H) extra gradient of h_T (a returned state), or None.
         grad_c_last: (N, H) gradient of c_T (cells with a cell state), or None.
+        inputs: (T*N, I) the time-major inputs whose product with ``weight_ih`` gave
+            ``xw``: with them, ``weight_ih``'s gradient comes from the same GEMM as the
+            others (default None: no ``weight_ih`` gradient).
 
     Returns:
         The ``SequenceGradients``.
@@ -151,23 +159,33 @@ def sequence_backward(
         d_xw = xp.empty((steps, n_batch, weight_hh.shape[1]), dtype=states.dtype)
         d_hw = xp.empty_like(d_xw) if spec.separate_hw_grad else d_xw
         kernel(weight_hh, states, cache.cells, cache.saved, grad_states, dh, dc, d_xw, d_hw)
-    width = weight_hh.shape[1]
     previous = xp.reshape(states[:-1, ...], (steps * n_batch, hidden))
-    d_flat = xp.reshape(d_hw, (steps * n_batch, width))
-    grad_weight_hh = matmul(xp.matrix_transpose(previous), d_flat)
-    grad_b_hh = _column_sums(d_flat)
-    grad_b_ih = (
-        grad_b_hh if d_hw is d_xw else _column_sums(xp.reshape(d_xw, (steps * n_batch, width)))
-    )
-    return SequenceGradients(d_xw, grad_weight_hh, grad_b_ih, grad_b_hh, dh, dc)
+    weights = _weight_gradients(xp, inputs, previous, d_xw, d_hw, spec.separate_hw_grad)
+    return SequenceGradients(d_xw, *weights, dh, dc)
 
 
-def _column_sums(a: Any) -> Any:
-    """Sums over the rows of ``a`` as a product with a row of ones: one pass through the
-    GEMM of ``matmul``, on gpunet's threads, rather than a strided reduction."""
-    xp = namespace(a)
-    ones = xp.ones((1, a.shape[0]), dtype=a.dtype)
-    return xp.reshape(matmul(ones, a), (a.shape[1],))
+def _weight_gradients(
+    xp: Any, inputs: Any, previous: Any, d_xw: Any, d_hw: Any, separate: bool
+) -> tuple[Any, Any, Any, Any]:
+    """The (weight_ih, weight_hh, b_ih, b_hh) gradients from the stacked rows [1, x, h]
+    (module docstring); ``weight_ih``'s is None without ``inputs``."""
+    rows = previous.shape[0]
+    ones = xp.ones((rows, 1), dtype=previous.dtype)
+    d_xw = xp.reshape(d_xw, (rows, d_xw.shape[-1]))
+    features = 0 if inputs is None else inputs.shape[1]
+
+    def product(blocks: list[Any], grad: Any) -> Any:
+        return matmul(xp.matrix_transpose(xp.concat(blocks, axis=1)), grad)
+
+    if not separate:
+        blocks = [ones, previous] if inputs is None else [ones, inputs, previous]
+        both = product(blocks, d_xw)
+        grad_weight_ih = None if inputs is None else both[1 : 1 + features, ...]
+        return grad_weight_ih, both[1 + features :, ...], both[0, ...], both[0, ...]
+    recurrent = product([ones, previous], xp.reshape(d_hw, (rows, d_hw.shape[-1])))
+    direct = product([ones] if inputs is None else [ones, inputs], d_xw)
+    grad_weight_ih = None if inputs is None else direct[1:, ...]
+    return grad_weight_ih, recurrent[1:, ...], direct[0, ...], recurrent[0, ...]
 
 
 def _start(xp: Any, grad: Any, shape: tuple[int, int], dtype: Any) -> Any:
