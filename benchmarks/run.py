@@ -1,4 +1,4 @@
-"""Run the workloads W1-W6 for gpunet and PyTorch, interleaved, and compare medians.
+"""Run the workloads W1-W7 for gpunet and PyTorch, interleaved, and compare medians.
 
     python -m benchmarks                    # CPU, every workload
     python -m benchmarks --only W1 W5       # some of them

@@ -7,14 +7,14 @@ part runs GIL-free Numba kernels and single-threaded BLAS calls on its own data,
 data a part makes stays in its core's cache and no part waits for another between steps.
 
 The BLAS keeps a pool of its own. Two pools on the same cores slow each other down: an
-idle OpenBLAS worker spins for a while after each threaded call, taking a core from
-whatever runs next. So gpunet's parts call the BLAS on one thread
-(``blas_single_threaded``), and gpunet's large GEMMs are split into parts too
-(``matmul``): the BLAS's own pool stays asleep. The BLAS's thread count is the
-library's, process-wide, so while gpunet's call runs another thread's BLAS calls run on
-one thread too, as under scikit-learn's threadpoolctl limits; it is restored when the
-last of gpunet's calls in progress returns. Nothing is changed at import and nothing
-outlives gpunet's own calls.
+idle OpenBLAS worker spins for a while after each threaded call (2^28 cycles by
+default), taking a core from whatever runs next. So every BLAS call gpunet makes runs on
+one thread (``blas_single_threaded``, held by ``run`` even for a single part), and
+gpunet's GEMMs are split into parts by the rule like any other work (``matmul``): the
+BLAS's own pool stays asleep. The BLAS's thread count is the library's, process-wide, so
+while gpunet's call runs another thread's BLAS calls run on one thread too, as under
+scikit-learn's threadpoolctl limits; it is restored when the last of gpunet's calls in
+progress returns. Nothing is changed at import and nothing outlives gpunet's own calls.
 
 The rule (``count``): a piece of work gets one thread per ``MIN_WORK`` units (about a
 millisecond of one core: a hand-off to another thread must be worth its cost), at most
@@ -22,13 +22,6 @@ one per independent piece, and at most ``threads()``: the cores this process may
 no more than the BLAS's own thread count (so ``OMP_NUM_THREADS=1`` or a threadpoolctl
 limit around gpunet's calls keep gpunet on one thread too), or what
 ``set_num_threads`` asked for.
-
-The BLAS's own pool would hand work over faster than a Python pool can, but after each
-threaded call its idle workers spin for a while (OpenBLAS: 2^28 cycles by default), and
-the next of gpunet's parallel calls then shares its cores with them: a recurrent
-training step took half as long again. So every BLAS call gpunet makes runs on one
-thread (``run`` holds the BLAS for its parts, even for one) and its GEMMs are split into
-parts by the rule like any other work.
 
 The split depends only on the sizes and the thread count, never on timing, so results are
 bit-identical from run to run, and the same whether two threads train at once or not.
@@ -103,7 +96,7 @@ def describe() -> str:
         why = f"{cores()} core(s) available, the BLAS on {_blas_threads()} thread(s)"
     return (
         f"{threads()} thread(s) for gpunet's kernels ({why}); the BLAS runs on one thread "
-        "while gpunet's parallel calls run (restored after); Numba's thread pool is not used"
+        "while gpunet's calls run (restored after); Numba's thread pool is not used"
     )
 
 
