@@ -2,8 +2,10 @@
 
 Each family module writes its scalar math once as ``@numba.njit(inline="always")``
 helpers and calls them from a CPU kernel (``@njit``) and a CUDA kernel (``@cuda.jit``).
-This package imports only numpy, numba and math, never gpunet, and compiles nothing at
-import: kernels are compiled on first use.
+This package never imports gpunet; its modules import NumPy, Numba (numba-cuda where
+installed), threadpoolctl and, for the recurrent products, SciPy's BLAS. Importing the
+package itself loads none of them and compiles nothing: a family module is imported by
+the first ``lookup`` of one of its ops, and its kernels are compiled on first use.
 
 ``lookup(op, xp)`` returns the implementation of ``op`` for the array namespace ``xp``
 (``"cpu"`` for NumPy, ``"cuda"`` for CuPy), or None when there is none.
