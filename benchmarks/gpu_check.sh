@@ -66,8 +66,11 @@ status=0
 echo "== a. preflight (budget ${preflight_s} s)"
 SECONDS=0
 if [ -n "$wheels" ]; then
-  # a wheel brought along is installed when its module does not import here
+  # a wheel brought along is installed when its module does not import here; a wheel is
+  # a zip of what goes on sys.path, so unpacking it needs no pip (uv's environments and
+  # some images have none)
   site=$out/site-packages
+  unpack() { mkdir -p "$site" && "$py" -m zipfile -e "$1" "$site" >>"$out/preflight.log" 2>&1; }
   for wheel in "$wheels"/*.whl; do
     [ -e "$wheel" ] || break
     name=$(basename "$wheel")
@@ -75,8 +78,7 @@ if [ -n "$wheels" ]; then
     module=${module,,}
     [ "$module" = numpy ] && continue
     "$py" -c "import $module" 2>/dev/null && continue
-    if "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "$wheel" \
-      >>"$out/preflight.log" 2>&1; then
+    if unpack "$wheel"; then
       row wheels note "" "installed $name"
     else
       row wheels note "" "could not install $name (preflight.log)"
@@ -86,8 +88,7 @@ if [ -n "$wheels" ]; then
   # the NumPy wheel brought along, if any.
   if [ "$dry" = 0 ] && ! "$py" -c "from numba import cuda" 2>/dev/null; then
     if ls "$wheels"/numpy-*.whl >/dev/null 2>&1; then
-      "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" \
-        "$wheels"/numpy-*.whl >>"$out/preflight.log" 2>&1
+      unpack "$(ls "$wheels"/numpy-*.whl | head -n 1)"
       row wheels note "" "numba.cuda does not import with this NumPy: using $(basename "$wheels"/numpy-*.whl)"
     else
       row wheels note "" "numba.cuda does not import with this NumPy and $wheels has no NumPy wheel"

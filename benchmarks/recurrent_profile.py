@@ -5,7 +5,8 @@
 
 Times (medians, the GPU synchronised after each) the whole training step, then its parts
 on the same shapes: the forward and backward passes over the sequence (each one compiled
-call on the CPU, one launch on CUDA), and the weight-gradient GEMMs. On the CPU it also
+call on the CPU, one launch on CUDA), and the weight gradients (the stacked rows
+[1, x, h_prev] and their one GEMM with the gate gradients). On the CPU it also
 splits the compiled passes into what they do: their per-step products alone and their
 cell math alone, each in a compiled loop over the same rows per thread (no cell math with
 ``GPUNET_KERNELS=0``: the steps then run the array-API reference, products by NumPy). It
@@ -117,12 +118,10 @@ def profile(device: str, batch: int, seconds: float) -> dict[str, float]:
 
     cache = forward()
     d_xw = bptt.sequence_backward(cache, weight_hh, None, grad_last).xw
-    d_flat = xp.reshape(d_xw, (STEPS * batch, width))
     previous = xp.reshape(cache.states[:-1, ...], (STEPS * batch, HIDDEN))
 
     def weight_gradients() -> None:
-        matmul(xp.matrix_transpose(previous), d_flat)
-        matmul(xp.matrix_transpose(x_steps), d_flat)
+        bptt.weight_gradients(xp, x_steps, previous, d_xw, d_xw, separate=False)
 
     inside = {}
     if device == "cpu":

@@ -160,11 +160,11 @@ def sequence_backward(
         d_hw = xp.empty_like(d_xw) if spec.separate_hw_grad else d_xw
         kernel(weight_hh, states, cache.cells, cache.saved, grad_states, dh, dc, d_xw, d_hw)
     previous = xp.reshape(states[:-1, ...], (steps * n_batch, hidden))
-    weights = _weight_gradients(xp, inputs, previous, d_xw, d_hw, spec.separate_hw_grad)
+    weights = weight_gradients(xp, inputs, previous, d_xw, d_hw, spec.separate_hw_grad)
     return SequenceGradients(d_xw, *weights, dh, dc)
 
 
-def _weight_gradients(
+def weight_gradients(
     xp: Any, inputs: Any, previous: Any, d_xw: Any, d_hw: Any, separate: bool
 ) -> tuple[Any, Any, Any, Any]:
     """The (weight_ih, weight_hh, b_ih, b_hh) gradients from the stacked rows [1, x, h]
