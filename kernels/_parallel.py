@@ -192,8 +192,8 @@ def count(pieces: int, work: float) -> int:
 
     The one rule every kernel family uses (see the module docstring).
     """
-    if pieces <= 1 or getattr(_inside, "active", False):
-        return 1
+    if pieces <= 1 or work < 2 * MIN_WORK or getattr(_inside, "active", False):
+        return 1  # without asking the libraries for their thread counts: small work is common
     return max(1, min(threads(), pieces, int(work // MIN_WORK)))
 
 
@@ -268,7 +268,7 @@ def run_rows(rows: int, work: float, task: Callable[[int, int], None], blas: boo
     ``blas``: the task calls the BLAS (default False: kernels only).
     """
     parts = count(rows, work)
-    if parts == 1:
+    if parts == 1 and not blas:
         task(0, rows)
         return
     edges = bounds(rows, parts)
