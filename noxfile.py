@@ -6,6 +6,8 @@ Sessions (``nox -l`` lists them; ``nox -t tests`` runs the three test sessions):
     tests-array_api_strict  the whole suite on the array API reference (array-api-strict)
     tests-cupy              the whole suite on CuPy; skips with a message without a GPU
     cudasim                 the CUDA kernels on the CPU under Numba's CUDA simulator
+    ptx                     every CUDA kernel compiled to PTX without a GPU (numba-cuda
+                            and NVIDIA's compiler wheels, about 1 GB; not in the default run)
     crosscheck              layers and optimizers against PyTorch (CPU)
     distributed             data-parallel training under mpirun -n 2 (also in tests-numpy)
     bench                   the CPU benchmark suite against PyTorch (not in the default run)
@@ -85,6 +87,17 @@ def cudasim(session: nox.Session) -> None:
         "cudasim",
         *session.posargs,
         env={"NUMBA_ENABLE_CUDASIM": "1", "GPUNET_BACKEND": "numpy"},
+    )
+
+
+@nox.session
+def ptx(session: nox.Session) -> None:
+    """Every CUDA kernel compiled to PTX for the types it is launched with, no GPU needed:
+    float32 builds free of float64 instructions, index builds free of 64-bit division.
+    Elsewhere tests/test_cuda_compile.py skips for want of NVIDIA's compiler (NVVM)."""
+    session.install("-e", ".[test]", "numba-cuda[cu12]")
+    session.run(
+        "pytest", "tests/test_cuda_compile.py", *session.posargs, env={"GPUNET_BACKEND": "numpy"}
     )
 
 
