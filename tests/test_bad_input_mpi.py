@@ -8,58 +8,24 @@ file is also the script every rank runs (``python tests/test_bad_input_mpi.py MO
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from test_distributed_mpi import MPI_TESTS, mpirun
 
-TIMEOUT_S = 120
 # From the moment rank 1 leaves to the end of mpirun; the job itself takes seconds.
 ENDS_WITHIN_S = 30
 
-
-def launcher_problem() -> str | None:
-    if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py is not installed (pip install 'gpunet[distributed]')"
-    if shutil.which("mpirun") is None:
-        return "mpirun is not on PATH (pip install 'gpunet[distributed]' installs Open MPI)"
-    return None
-
-
-def mpirun(mode: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    # Open MPI refuses root without these; two cores may hold fewer slots than ranks.
-    env.update(
-        OMPI_ALLOW_RUN_AS_ROOT="1",
-        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-        OMPI_MCA_rmaps_base_oversubscribe="1",
-        PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe",
-        OMP_NUM_THREADS="1",
-    )
-    command = ["mpirun", "-n", "2", sys.executable, __file__, mode]
-    return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
-    )
-
-
-pytestmark = [
-    pytest.mark.skipif(launcher_problem() is not None, reason=str(launcher_problem())),
-    pytest.mark.skipif(
-        os.environ.get("GPUNET_BACKEND", "numpy") == "cupy",
-        reason="two ranks on the CPU; NCCL needs one GPU per rank (one GPU cannot host two)",
-    ),
-]
+pytestmark = MPI_TESTS
 
 
 def _run(mode: str) -> tuple[str, float, int]:
     """mpirun's output, the seconds from rank 1's leaving to the job's end, and its code."""
-    run = mpirun(mode)
+    run = mpirun(__file__, mode)
     finished = time.time()
     output = run.stdout + run.stderr
     left = re.search(r"rank 1 leaves at (\d+\.\d+)", output)

@@ -25,7 +25,8 @@ STEPS = 10
 TIMEOUT_S = 120
 
 
-def _launcher_problem() -> str | None:
+def launcher_problem() -> str | None:
+    """Why two-rank runs cannot start here, or None."""
     if importlib.util.find_spec("mpi4py") is None:
         return "mpi4py is not installed (pip install 'gpunet[distributed]')"
     if shutil.which("mpirun") is None:
@@ -33,7 +34,8 @@ def _launcher_problem() -> str | None:
     return None
 
 
-def _mpirun(mode: str, out: Path) -> subprocess.CompletedProcess:
+def mpirun(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``mpirun -n RANKS python script *args``, its output captured, within TIMEOUT_S."""
     env = dict(os.environ)
     # Open MPI refuses root without these; two cores may hold fewer slots than ranks.
     env.update(
@@ -43,19 +45,25 @@ def _mpirun(mode: str, out: Path) -> subprocess.CompletedProcess:
         PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe",
         OMP_NUM_THREADS="1",
     )
-    command = ["mpirun", "-n", str(RANKS), sys.executable, __file__, mode, str(out)]
+    command = ["mpirun", "-n", str(RANKS), sys.executable, script, *args]
     return subprocess.run(
         command, env=env, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
     )
 
 
-pytestmark = [
-    pytest.mark.skipif(_launcher_problem() is not None, reason=str(_launcher_problem())),
+# The marks of every two-rank test module.
+MPI_TESTS = [
+    pytest.mark.skipif(launcher_problem() is not None, reason=str(launcher_problem())),
     pytest.mark.skipif(
         os.environ.get("GPUNET_BACKEND", "numpy") == "cupy",
         reason="two ranks on the CPU; NCCL needs one GPU per rank (one GPU cannot host two)",
     ),
 ]
+pytestmark = MPI_TESTS
+
+
+def _mpirun(mode: str, out: Path) -> subprocess.CompletedProcess:
+    return mpirun(__file__, mode, str(out))
 
 
 @pytest.mark.parametrize("mode", ["steps", "fit"])
