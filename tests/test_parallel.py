@@ -211,3 +211,17 @@ def test_a_rescan_while_the_blas_is_held_restores_what_was_saved(libraries):
         _parallel.rescan_blas()  # a module loading another BLAS, meanwhile
         _parallel._scan()
     assert _counts(libraries) == before
+
+
+def test_matmul_counts_the_memory_a_gemm_touches(monkeypatch):
+    """A product with a short inner dimension is mostly reading and writing: its
+    3200 x 32 x 512 multiply-adds alone (1.6 MIN_WORK) would stay on one thread, with the
+    6.5 MB it writes it splits in two."""
+    monkeypatch.setattr(_parallel, "threads", lambda: 2)
+    parts = []
+    monkeypatch.setattr(_parallel, "run", lambda count, task, blas=True: parts.append(count))
+    a = np.zeros((3200, 32), dtype=np.float32)
+    b = np.zeros((32, 512), dtype=np.float32)
+    assert 3200 * 32 * 512 / 32 < 2 * _parallel.MIN_WORK
+    _parallel.matmul(a, b)
+    assert parts == [2]
