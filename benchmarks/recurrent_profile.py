@@ -5,9 +5,10 @@
 
 Times (medians, the GPU synchronised after each) the whole training step, then its parts
 on the same shapes: the forward and backward passes over the sequence (each one compiled
-call on the CPU, one launch on CUDA), and the weight gradients (the stacked rows
-[1, x, h_prev] and their one GEMM with the gate gradients). On the CPU it also
-splits the compiled passes into what they do: their per-step products alone and their
+call on the CPU, one launch on CUDA), and the weight gradients (the rows [1, x, h_prev]
+the forward pass kept, in one GEMM with the gate gradients). On the CPU it also
+splits the compiled passes into what they do: their per-step products alone (forward,
+the rows [1, x_t, h_{t-1}] by the stacked weights, the input projection included) and their
 cell math alone, each in a compiled loop over the same rows per thread (no cell math with
 ``GPUNET_KERNELS=0``: the steps then run the array-API reference, products by NumPy). It
 ends with the weight-gradient GEMMs' rate against this machine's GEMM rate.
@@ -96,7 +97,6 @@ def profile(device: str, batch: int, seconds: float) -> dict[str, float]:
     import gpunet
     from gpunet import backend
     from gpunet.ops import bptt, recurrent
-    from gpunet.ops.linear import matmul
 
     backend.set("cupy" if device == "gpu" else "numpy")
     sync = gpunet_sync(device)
@@ -106,26 +106,25 @@ def profile(device: str, batch: int, seconds: float) -> dict[str, float]:
     def draw(*shape: int, scale: float = 1.0) -> object:
         return gpunet.asarray((scale * rng.standard_normal(shape)).astype(np.float32))
 
-    x_steps = draw(STEPS * batch, FEATURES)
+    x = draw(STEPS, batch, FEATURES)
     weight_ih, weight_hh = draw(FEATURES, width, scale=0.1), draw(HIDDEN, width, scale=0.1)
     bias, h0 = draw(width, scale=0.1), draw(batch, HIDDEN, scale=0.0)
     grad_last = draw(batch, HIDDEN)
-    xp = backend.namespace(x_steps)
-    xw = xp.reshape(matmul(x_steps, weight_ih), (STEPS, batch, width))
+    xp = backend.namespace(x)
 
     def forward() -> object:
-        return bptt.sequence_forward(recurrent.LSTM, xw, weight_hh, bias, bias, h0, h0)
+        return bptt.sequence_forward(recurrent.LSTM, x, weight_ih, weight_hh, bias, bias, h0, h0)
 
     cache = forward()
     d_xw = bptt.sequence_backward(cache, weight_hh, None, grad_last).xw
-    previous = xp.reshape(cache.states[:-1, ...], (STEPS * batch, HIDDEN))
 
     def weight_gradients() -> None:
-        bptt.weight_gradients(xp, x_steps, previous, d_xw, d_xw, separate=False)
+        bptt.weight_gradients(xp, cache.rows, HIDDEN, d_xw, d_xw, separate=False)
 
     inside = {}
     if device == "cpu":
-        inside = _cpu_parts(backend.kernel(recurrent.LSTM.forward_op, xp), cache, weight_hh)
+        kernel = backend.kernel(recurrent.LSTM.forward_op, xp)
+        inside = _cpu_parts(kernel, cache, weight_ih, weight_hh)
     parts = [
         ("training step", build_recurrent("lstm", "gpunet", device, batch)),
         ("forward pass", forward),
@@ -142,21 +141,29 @@ def weight_gradient_gflops(batch: int, milliseconds: float) -> float:
     return 2 * STEPS * batch * 4 * HIDDEN * (HIDDEN + FEATURES) / milliseconds / 1e6
 
 
-def _cpu_parts(kernel: object, cache: object, weight_hh: np.ndarray) -> dict:
+def _cpu_parts(kernel: object, cache: object, weight_ih: np.ndarray, weight_hh: np.ndarray) -> dict:
     """The products and the cell math of the compiled passes, each alone."""
     states, cells, gates = cache.states, cache.cells, cache.saved
     batch = states.shape[1]
     weight_t = np.ascontiguousarray(weight_hh.T)
     d_pre = np.array(gates, copy=True)
     dh = np.zeros((batch, HIDDEN), dtype=np.float32)
+    # the forward product of a step: its rows [1, x_t, h_{t-1}] by the stacked weights
+    rows = np.ascontiguousarray(cache.rows)
+    bias = np.zeros((1, weight_hh.shape[1]), dtype=weight_hh.dtype)
+    stacked = np.concatenate([bias, weight_ih, weight_hh])
+    stacked_t = np.ascontiguousarray(stacked.T)
 
     def step_gemms(a: np.ndarray, b: np.ndarray, b_t: np.ndarray) -> Callable[[], None]:
         if kernel is None:  # the reference path: NumPy's products, one per step
             return lambda: [a[t] @ b for t in range(STEPS)]
         return lambda: _over_rows(batch, lambda first, last: _products(a, b, b_t, first, last))
 
+    forward_gemms = step_gemms(rows, stacked, stacked_t)
+    if kernel is None:  # the reference path multiplies the states by weight_hh
+        forward_gemms = step_gemms(states, weight_hh, weight_t)
     parts = {
-        "forward: step GEMMs": step_gemms(states, weight_hh, weight_t),
+        "forward: step GEMMs": forward_gemms,
         "forward: cells": lambda: _over_rows(
             batch, lambda first, last: _cells_forward(gates, cells, first, last)
         ),

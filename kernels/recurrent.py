@@ -6,7 +6,7 @@ names its cell specs give, on the CPU (``recurrent_cpu``) and on CUDA
 (``recurrent_cuda``); the pointwise math of every cell is in ``recurrent_cells``. Every
 op takes the same arguments, whatever the cell, and writes its outputs in place:
 
-    forward(xw, weight_hh, b_ih, b_hh, states, cells, saved)
+    forward(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows)
     backward(weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw)
 
 (array layouts in ``recurrent_cpu``; a cell ignores the arguments it has no use for).

@@ -1,28 +1,37 @@
 """Recurrent sequences on the CPU: one compiled call per sequence and direction.
 
 Each kernel runs every time step of a run of batch rows (``first`` to ``last - 1``):
-forward, the recurrent product ``h_{t-1} @ weight_hh`` then the cell's pointwise math
-(``recurrent_cells``); backward, the cell's pointwise backward then the product with
-``weight_hh`` transposed that carries the gradient to the previous step. Rows are
-independent through time, so gpunet's threads each take a run of rows (``_over_rows``)
-and run the whole sequence on it without waiting for one another; the split depends only
-on the sizes and the thread count, so results repeat bit for bit.
+forward, the step's product then the cell's pointwise math (``recurrent_cells``);
+backward, the cell's pointwise backward then the product with ``weight_hh`` transposed
+that carries the gradient to the previous step. Rows are independent through time, so
+gpunet's threads each take a run of rows (``_over_rows``) and run the whole sequence on
+it without waiting for one another; the split depends only on the sizes and the thread
+count, so results repeat bit for bit.
+
+The forward pass of an RNN or LSTM computes its input projection inside the step: it
+writes the row [1, x_t, h_{t-1}] of each batch row into ``rows`` and multiplies those
+rows by the stacked weight [b_ih + b_hh; weight_ih; weight_hh], so one product gives the
+step's pre-activations, biases included, and the projections of all steps never pass
+through memory. The same rows, stacked over the steps, are what the weight gradients
+need (``gpunet.ops.bptt``). A GRU keeps the input and recurrent parts of its n gate
+apart, so it projects its inputs in one GEMM first and writes the rows as it goes.
 
 The products are Numba's ``np.dot``, which calls the BLAS SciPy exposes to compiled code
 (a library of its own, loaded here and added to the BLAS gpunet holds to one thread while
 its threads run), or, for products too small to repay a BLAS call, a plain loop
 (``step_product``).
 
-Array layouts (C-contiguous, one float dtype; T steps, N rows, H units, G gates):
-``xw`` (T, N, G*H) the input projections without biases; ``weight_hh`` (H, G*H) and
-its transpose ``weight_t`` (G*H, H) (the products use both); ``b_ih``, ``b_hh`` (G*H,);
-``states`` (T+1, N, H) the hidden states h_0 ... h_T (h_0 filled by the caller);
-``cells`` (T+1, N, H) LSTM's cell states; ``saved`` (T, N, 4H) what the backward pass
-needs (LSTM's activated gates, GRU's r, z, n and ``h_{t-1} @ W_hn + b_hn``);
-``grad_states`` (T, N, H), or (0, N, H) when the outputs h_1 ... h_T receive no
-gradient; ``dh`` (N, H) the gradient of h_T on entry and of h_0 on return (LSTM's ``dc``
-likewise for the cell state); ``d_xw`` (T, N, G*H) the gradients of the gate
-pre-activations, and GRU's ``d_hw``, which differs in its n block.
+Array layouts (C-contiguous, one float dtype; T steps, N rows, I inputs, H units, G
+gates): ``x`` (T, N, I) the inputs, time-major; ``weight_ih`` (I, G*H); ``weight_hh``
+(H, G*H) and its transpose ``weight_t`` (G*H, H) (the products use both); ``b_ih``,
+``b_hh`` (G*H,); ``rows`` (T, N, 1+I+H) the rows [1, x_t, h_{t-1}]; ``states`` (T+1, N,
+H) the hidden states h_0 ... h_T (h_0 filled by the caller); ``cells`` (T+1, N, H)
+LSTM's cell states; ``saved`` (T, N, 4H) what the backward pass needs (LSTM's activated
+gates, GRU's r, z, n and ``h_{t-1} @ W_hn + b_hn``); ``grad_states`` (T, N, H), or (0,
+N, H) when the outputs h_1 ... h_T receive no gradient; ``dh`` (N, H) the gradient of
+h_T on entry and of h_0 on return (LSTM's ``dc`` likewise for the cell state); ``d_xw``
+(T, N, G*H) the gradients of the gate pre-activations, and GRU's ``d_hw``, which
+differs in its n block.
 """
 
 from __future__ import annotations
@@ -81,6 +90,19 @@ def step_product(a, b, b_t, out, out_t):
 
 
 @numba.njit(inline="always")
+def _stack_rows(rows, x, states, t, first, last):
+    """rows[t, first:last] = [1, x_t, h_{t-1}] for a run of batch rows."""
+    features = x.shape[2]
+    for row in range(first, last):
+        out, x_t, h_prev = rows[t, row], x[t, row], states[t, row]
+        out[0] = 1
+        for k in range(features):
+            out[1 + k] = x_t[k]
+        for k in range(h_prev.shape[0]):
+            out[1 + features + k] = h_prev[k]
+
+
+@numba.njit(inline="always")
 def _add_gradient(grad_states, t, dh, first, last):
     """dh[first:last] += grad_states[t, first:last], where the outputs have gradients."""
     if grad_states.shape[0] == 0:
@@ -94,16 +116,16 @@ def _add_gradient(grad_states, t, dh, first, last):
 
 
 @cpu_kernel(fastmath={"contract"})
-def _rnn_forward(xw, weight_hh, weight_t, b_ih, b_hh, states, relu, first, last):
-    bias = b_ih + b_hh
-    hw = np.empty((last - first, weight_hh.shape[1]), dtype=xw.dtype)
-    hw_t = np.empty((weight_hh.shape[1], last - first), dtype=xw.dtype)
-    for t in range(xw.shape[0]):
-        step_product(states[t, first:last], weight_hh, weight_t, hw, hw_t)
+def _rnn_forward(weight, weight_t, x, rows, states, relu, first, last):
+    pre = np.empty((last - first, weight.shape[1]), dtype=x.dtype)
+    pre_t = np.empty((weight.shape[1], last - first), dtype=x.dtype)
+    for t in range(x.shape[0]):
+        _stack_rows(rows, x, states, t, first, last)
+        step_product(rows[t, first:last], weight, weight_t, pre, pre_t)
         for n in range(last - first):
-            x, p, h = xw[t, first + n], hw[n], states[t + 1, first + n]
+            p, h = pre[n], states[t + 1, first + n]
             for j in range(h.shape[0]):
-                h[j] = rnn_forward_point(x[j] + p[j] + bias[j], relu)
+                h[j] = rnn_forward_point(p[j], relu)
 
 
 @cpu_kernel(fastmath={"contract"})
@@ -126,25 +148,21 @@ def _rnn_backward(weight_hh, weight_t, states, grad_states, dh, d_xw, relu, firs
 
 
 @cpu_kernel(fastmath={"contract"})
-def _lstm_forward(xw, weight_hh, weight_t, b_ih, b_hh, states, cells, gates, first, last):
+def _lstm_forward(weight, weight_t, x, rows, states, cells, gates, first, last):
     hidden = states.shape[2]
     h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
-    bias = b_ih + b_hh
-    hw = np.empty((last - first, weight_hh.shape[1]), dtype=xw.dtype)
-    hw_t = np.empty((weight_hh.shape[1], last - first), dtype=xw.dtype)
-    for t in range(xw.shape[0]):
-        step_product(states[t, first:last], weight_hh, weight_t, hw, hw_t)
+    pre = np.empty((last - first, weight.shape[1]), dtype=x.dtype)
+    pre_t = np.empty((weight.shape[1], last - first), dtype=x.dtype)
+    for t in range(x.shape[0]):
+        _stack_rows(rows, x, states, t, first, last)
+        step_product(rows[t, first:last], weight, weight_t, pre, pre_t)
         for n in range(last - first):
             row = first + n
-            x, p, kept = xw[t, row], hw[n], gates[t, row]
+            p, kept = pre[n], gates[t, row]
             c_prev, c_new, h_new = cells[t, row], cells[t + 1, row], states[t + 1, row]
             for j in range(hidden):
                 i, f, g, o, c, h = lstm_forward_point(
-                    x[j] + p[j] + bias[j],
-                    x[j + h1] + p[j + h1] + bias[j + h1],
-                    x[j + h2] + p[j + h2] + bias[j + h2],
-                    x[j + h3] + p[j + h3] + bias[j + h3],
-                    c_prev[j],
+                    p[j], p[j + h1], p[j + h2], p[j + h3], c_prev[j]
                 )
                 kept[j], kept[j + h1], kept[j + h2], kept[j + h3] = i, f, g, o
                 c_new[j], h_new[j] = c, h
@@ -179,24 +197,25 @@ def _lstm_backward(weight_hh, weight_t, cells, gates, grad_states, dh, dc, d_xw,
 
 
 @cpu_kernel(fastmath={"contract"})
-def _gru_forward(xw, weight_hh, weight_t, b_ih, b_hh, states, saved, first, last):
+def _gru_forward(xw, weight_hh, weight_t, b_ih, b_hh, x, rows, states, saved, first, last):
     hidden = states.shape[2]
     h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
     bias = b_ih + b_hh
     hw = np.empty((last - first, weight_hh.shape[1]), dtype=xw.dtype)
     hw_t = np.empty((weight_hh.shape[1], last - first), dtype=xw.dtype)
     for t in range(xw.shape[0]):
+        _stack_rows(rows, x, states, t, first, last)
         step_product(states[t, first:last], weight_hh, weight_t, hw, hw_t)
         for n in range(last - first):
             row = first + n
-            x, p, kept = xw[t, row], hw[n], saved[t, row]
+            projected, p, kept = xw[t, row], hw[n], saved[t, row]
             h_prev, h_new = states[t, row], states[t + 1, row]
             for j in range(hidden):
                 h_n = p[j + h2] + b_hh[j + h2]
                 r, z, new_n, h = gru_forward_point(
-                    x[j] + p[j] + bias[j],
-                    x[j + h1] + p[j + h1] + bias[j + h1],
-                    x[j + h2] + b_ih[j + h2],
+                    projected[j] + p[j] + bias[j],
+                    projected[j + h1] + p[j + h1] + bias[j + h1],
+                    projected[j + h2] + b_ih[j + h2],
                     h_n,
                     h_prev[j],
                 )
@@ -234,9 +253,10 @@ def _gru_backward(weight_hh, weight_t, states, saved, grad_states, dh, d_xw, d_h
 
 
 # --------------------------------------------------------------------------- wrappers
-# The ops of ``kernels.recurrent``: forward (xw, weight_hh, b_ih, b_hh, states, cells,
-# saved) and backward (weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw),
-# the same for every cell (arguments a cell does not use may be None); outputs in place.
+# The ops of ``kernels.recurrent``: forward (x, weight_ih, weight_hh, b_ih, b_hh, states,
+# cells, saved, rows) and backward (weight_hh, states, cells, saved, grad_states, dh, dc,
+# d_xw, d_hw), the same for every cell (arguments a cell does not use may be None);
+# outputs in place.
 
 
 def _over_rows(n_batch, work, task):
@@ -246,14 +266,19 @@ def _over_rows(n_batch, work, task):
     _parallel.run(parts, lambda part: task(edges[part], edges[part + 1]))
 
 
-def _forward(kernel, xw, weight_hh, b_ih, b_hh, outputs, options=()):
-    """``kernel(xw, weight_hh, weight_t, b_ih, b_hh, *outputs, *options, first, last)``."""
-    weight_t = np.ascontiguousarray(weight_hh.T)
-    xw, weight_hh, b_ih, b_hh = (np.ascontiguousarray(a) for a in (xw, weight_hh, b_ih, b_hh))
-    inputs = (xw, weight_hh, weight_t, b_ih, b_hh)
-    steps, n_batch, width = xw.shape
-    work = steps * n_batch * weight_hh.shape[0] * width / 16
-    _over_rows(n_batch, work, lambda first, last: kernel(*inputs, *outputs, *options, first, last))
+def _forward(kernel, x, weight_ih, weight_hh, b_ih, b_hh, rows, outputs, options=()):
+    """``kernel(weight, weight_t, x, rows, *outputs, *options, first, last)``, with the
+    stacked weight [b_ih + b_hh; weight_ih; weight_hh] and its transpose."""
+    weight = np.concatenate([(b_ih + b_hh)[None, :], weight_ih, weight_hh])
+    weight_t = np.ascontiguousarray(weight.T)
+    x = np.ascontiguousarray(x)
+    steps, n_batch, _ = x.shape
+    work = steps * n_batch * weight.shape[0] * weight.shape[1] / 16
+    _over_rows(
+        n_batch,
+        work,
+        lambda first, last: kernel(weight, weight_t, x, rows, *outputs, *options, first, last),
+    )
 
 
 def _backward(kernel, weight_hh, grad_states, dh, before, after, options=()):
@@ -274,9 +299,9 @@ def _backward(kernel, weight_hh, grad_states, dh, before, after, options=()):
 
 
 def _rnn_ops(relu):
-    def forward(xw, weight_hh, b_ih, b_hh, states, cells, saved):
+    def forward(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows):
         """An RNN over a sequence (``cells`` and ``saved`` unused)."""
-        _forward(_rnn_forward, xw, weight_hh, b_ih, b_hh, (states,), (relu,))
+        _forward(_rnn_forward, x, weight_ih, weight_hh, b_ih, b_hh, rows, (states,), (relu,))
 
     def backward(weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw):
         """An RNN's backward pass over a sequence (``d_hw`` is ``d_xw``)."""
@@ -289,9 +314,9 @@ rnn_tanh_sequence_forward_cpu, rnn_tanh_sequence_backward_cpu = _rnn_ops(relu=Fa
 rnn_relu_sequence_forward_cpu, rnn_relu_sequence_backward_cpu = _rnn_ops(relu=True)
 
 
-def lstm_sequence_forward_cpu(xw, weight_hh, b_ih, b_hh, states, cells, saved):
+def lstm_sequence_forward_cpu(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows):
     """An LSTM over a sequence."""
-    _forward(_lstm_forward, xw, weight_hh, b_ih, b_hh, (states, cells, saved))
+    _forward(_lstm_forward, x, weight_ih, weight_hh, b_ih, b_hh, rows, (states, cells, saved))
 
 
 def lstm_sequence_backward_cpu(weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw):
@@ -299,9 +324,17 @@ def lstm_sequence_backward_cpu(weight_hh, states, cells, saved, grad_states, dh,
     _backward(_lstm_backward, weight_hh, grad_states, dh, (cells, saved), (dc, d_xw))
 
 
-def gru_sequence_forward_cpu(xw, weight_hh, b_ih, b_hh, states, cells, saved):
-    """A GRU over a sequence (``cells`` unused)."""
-    _forward(_gru_forward, xw, weight_hh, b_ih, b_hh, (states, saved))
+def gru_sequence_forward_cpu(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows):
+    """A GRU over a sequence (``cells`` unused): its projections in one GEMM, then the steps."""
+    x = np.ascontiguousarray(x)
+    steps, n_batch, features = x.shape
+    xw = _parallel.matmul(x.reshape(steps * n_batch, features), np.ascontiguousarray(weight_ih))
+    xw = xw.reshape(steps, n_batch, -1)
+    weight_t = np.ascontiguousarray(weight_hh.T)
+    inputs = [np.ascontiguousarray(a) for a in (weight_hh, b_ih, b_hh)]
+    inputs = (xw, inputs[0], weight_t, *inputs[1:], x, rows)
+    work = steps * n_batch * weight_hh.shape[0] * weight_hh.shape[1] / 16
+    _over_rows(n_batch, work, lambda first, last: _gru_forward(*inputs, states, saved, first, last))
 
 
 def gru_sequence_backward_cpu(weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw):

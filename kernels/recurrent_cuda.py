@@ -303,6 +303,20 @@ def _inputs(*arrays):
     return tuple(_library(a).ascontiguousarray(a) for a in arrays)
 
 
+def _projected(x, weight_ih, weight_hh, b_ih, b_hh):
+    """The kernels' forward inputs: ``x @ weight_ih`` for every step (by the array
+    library's GEMM, not a kernel of gpunet's), the recurrent weight and the biases."""
+    return _inputs(_library(x).matmul(x, weight_ih), weight_hh, b_ih, b_hh)
+
+
+def _stack_rows(rows, x, states):
+    """rows = [1, x_t, h_{t-1}] for every step, once ``states`` holds h_0 ... h_T."""
+    features = x.shape[2]
+    rows[..., 0] = 1
+    rows[..., 1 : 1 + features] = x
+    rows[..., 1 + features :] = states[:-1, ...]
+
+
 def _backward_inputs(weight_hh, grad_states, dh):
     library = _library(dh)
     weight_t = library.ascontiguousarray(weight_hh.T)
@@ -312,13 +326,16 @@ def _backward_inputs(weight_hh, grad_states, dh):
 
 
 # The ops of ``kernels.recurrent``, on CuPy arrays (or NumPy arrays under the simulator);
-# arguments as in ``recurrent_cpu``.
+# arguments as in ``recurrent_cpu``. The forward kernels take the input projections of
+# all steps, made first by one GEMM.
 
 
 def _rnn_ops(relu):
-    def forward(xw, weight_hh, b_ih, b_hh, states, cells, saved):
+    def forward(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows):
         """An RNN over a sequence, one launch (``cells`` and ``saved`` unused)."""
-        _run("rnn_forward", *states.shape[1:], *_inputs(xw, weight_hh, b_ih, b_hh), states, relu)
+        inputs = _projected(x, weight_ih, weight_hh, b_ih, b_hh)
+        _run("rnn_forward", *states.shape[1:], *inputs, states, relu)
+        _stack_rows(rows, x, states)
 
     def backward(weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw):
         """An RNN's backward pass over a sequence, one launch (``d_hw`` is ``d_xw``)."""
@@ -332,10 +349,11 @@ rnn_tanh_sequence_forward_cuda, rnn_tanh_sequence_backward_cuda = _rnn_ops(relu=
 rnn_relu_sequence_forward_cuda, rnn_relu_sequence_backward_cuda = _rnn_ops(relu=True)
 
 
-def lstm_sequence_forward_cuda(xw, weight_hh, b_ih, b_hh, states, cells, saved):
+def lstm_sequence_forward_cuda(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows):
     """An LSTM over a sequence, one launch."""
-    inputs = _inputs(xw, weight_hh, b_ih, b_hh)
+    inputs = _projected(x, weight_ih, weight_hh, b_ih, b_hh)
     _run("lstm_forward", *states.shape[1:], *inputs, states, cells, saved)
+    _stack_rows(rows, x, states)
 
 
 def lstm_sequence_backward_cuda(weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw):
@@ -344,10 +362,11 @@ def lstm_sequence_backward_cuda(weight_hh, states, cells, saved, grad_states, dh
     _run("lstm_backward", *dh.shape, weight_t, cells, saved, grad_states, dh, dc, d_xw)
 
 
-def gru_sequence_forward_cuda(xw, weight_hh, b_ih, b_hh, states, cells, saved):
+def gru_sequence_forward_cuda(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows):
     """A GRU over a sequence, one launch (``cells`` unused)."""
-    inputs = _inputs(xw, weight_hh, b_ih, b_hh)
+    inputs = _projected(x, weight_ih, weight_hh, b_ih, b_hh)
     _run("gru_forward", *states.shape[1:], *inputs, states, saved)
+    _stack_rows(rows, x, states)
 
 
 def gru_sequence_backward_cuda(weight_hh, states, cells, saved, grad_states, dh, dc, d_xw, d_hw):

@@ -257,3 +257,22 @@ def test_repeat_runs_are_bit_identical(cell, rng):
         runs.append([out, grad_x] + [backend.to_numpy(p.grad) for p in layer.parameters()])
     for first, second in zip(*runs, strict=True):
         np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_a_second_forward_keeps_what_the_first_returned(cell, rng):
+    """A layer's next pass reuses the internal buffers of its last (the saved gates, the
+    rows of the weight gradients), never the outputs or states it returned."""
+    layer = make(cell, return_sequences=True, return_state=True)
+    x = data(rng, 4, 6, 3)
+    first = layer(x)
+    kept = [np.array(backend.to_numpy(a), copy=True) for a in first]
+    rows = layer._cache.rows
+    second = layer(data(rng, 4, 6, 3))
+    for returned, copy in zip(first, kept, strict=True):
+        np.testing.assert_array_equal(backend.to_numpy(returned), copy)
+    assert not np.array_equal(backend.to_numpy(second[0]), kept[0])
+    compiled = backend.kernel(layer.spec.forward_op, backend.namespace(x)) is not None
+    assert (layer._cache.rows is rows) == compiled
+    layer(data(rng, 5, 6, 3))  # another batch size: new buffers
+    assert layer._cache.rows is not rows and layer._cache.rows.shape == (6, 5, 1 + 3 + 5)

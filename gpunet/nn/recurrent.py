@@ -135,12 +135,13 @@ class _Recurrent(Layer):
             given = True
         h0 = self._initial(h0, "h0", where, n_batch, xp, dtype)
         c0 = self._initial(c0, "c0", where, n_batch, xp, dtype) if self.spec.cell_state else None
-        # Time-major, so that each step's rows of the projection are contiguous.
-        x_steps = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (steps * n_batch, features))
-        xw = xp.reshape(matmul(x_steps, self.weight_ih.data), (steps, n_batch, -1))
+        # Time-major, so that each step's rows are contiguous.
+        x_steps = xp.permute_dims(x, (1, 0, 2))
         b_ih, b_hh = self._biases(xp, dtype)
-        cache = bptt.sequence_forward(self.spec, xw, self.weight_hh.data, b_ih, b_hh, h0, c0)
-        self._x_steps, self._cache, self._x_shape, self._given = x_steps, cache, x.shape, given
+        weights = (self.weight_ih.data, self.weight_hh.data, b_ih, b_hh)
+        # the previous cache is replaced here: its internal buffers are free to reuse
+        cache = bptt.sequence_forward(self.spec, x_steps, *weights, h0, c0, reuse=self._cache)
+        self._cache, self._x_shape, self._given = cache, x.shape, given
         h_last = cache.states[steps, ...]
         c_last = cache.cells[steps, ...] if self.spec.cell_state else None
         if self.stateful:
@@ -174,7 +175,7 @@ class _Recurrent(Layer):
         where = f"{type(self).__name__}.backward"
         checks.after_forward(self._cache, where)
         grad_out, grad_h_last, grad_c_last = self._gradients(grad_out, where)
-        xp = namespace(self._x_steps)
+        xp = namespace(self._cache.states)
         n_batch, steps, features = self._x_shape
         grad_states = None
         if grad_out is not None and self.return_sequences:
@@ -182,9 +183,8 @@ class _Recurrent(Layer):
         elif grad_out is not None:
             grad_h_last = grad_out if grad_h_last is None else grad_out + grad_h_last
         grads = bptt.sequence_backward(
-            self._cache, self.weight_hh.data, grad_states, grad_h_last, grad_c_last,
-            inputs=self._x_steps,
-        )  # fmt: skip
+            self._cache, self.weight_hh.data, grad_states, grad_h_last, grad_c_last
+        )
         d_xw = xp.reshape(grads.xw, (steps * n_batch, -1))
         self.weight_ih.accumulate(grads.weight_ih)
         self.weight_hh.accumulate(grads.weight_hh)

@@ -1,22 +1,24 @@
 """Backpropagation through time: a recurrent cell run over a whole sequence and back.
 
-The caller computes the input projections of every step, ``xw = x @ weight_ih``, in one
-GEMM, time-major (T, N, G*H). The forward pass then runs the recurrence h_t =
-cell(xw_t, h_{t-1} @ weight_hh) over all steps, and the backward pass runs it in reverse,
+The forward pass runs the recurrence h_t = cell(x_t @ weight_ih, h_{t-1} @ weight_hh)
+over the time-major inputs x (T, N, I), and the backward pass runs it in reverse,
 turning the gradients of the states into the gradients of the gate pre-activations. What
 differs between cell kinds comes from their ``CellSpec`` (``gpunet.ops.recurrent``).
 
 Where the kernels have the spec's sequence ops (NumPy, CuPy), each pass is ONE kernel
 call, the loop over the steps inside compiled code (a fixed number of launches on CUDA);
 the passes write into preallocated (T+1, N, H) state and (T, N, ...) gate buffers.
-Otherwise (array-api-strict, and ``GPUNET_KERNELS=0``) the steps run the spec's
-array-API reference one by one; both paths give the same numbers.
+Otherwise (array-api-strict, and ``GPUNET_KERNELS=0``) the input projections of all
+steps are one GEMM and the steps run the spec's array-API reference one by one; both
+paths give the same numbers.
 
-The weight gradients are then one GEMM over all steps: the rows [1, x_t, h_{t-1}] of
-every step and batch row, stacked (T*N, 1+I+H) and transposed, times the (T*N, G*H)
-gradients of the pre-activations give the bias, ``weight_ih`` and ``weight_hh``
-gradients in one product (one per weight for a spec with ``separate_hw_grad``): one pass
-over the gradients, and one hand-off to gpunet's threads rather than four.
+Either way the forward pass also keeps the rows [1, x_t, h_{t-1}] of every step and
+batch row, (T, N, 1+I+H) (the CPU kernels multiply them by the stacked weights in each
+step, so they come for free). The weight gradients are then one GEMM over all steps:
+those rows, as (T*N, 1+I+H) transposed, times the (T*N, G*H) gradients of the
+pre-activations give the bias, ``weight_ih`` and ``weight_hh`` gradients in one product
+(one per weight for a spec with ``separate_hw_grad``): one pass over the gradients, and
+one hand-off to gpunet's threads rather than four.
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ class SequenceCache:
         cells: (T+1, N, H) the cell states c_0 ... c_T (None without a cell state).
         saved: (T, N, spec.saved * H) what each step saved (None when the spec saves
             nothing).
+        rows: (T, N, 1+I+H) the rows [1, x_t, h_{t-1}] the weight gradients multiply.
     """
 
     spec: CellSpec
     states: Any
     cells: Any
     saved: Any
+    rows: Any
 
 
 @dataclass
@@ -55,7 +59,7 @@ class SequenceGradients:
     Attributes:
         xw: (T, N, G*H) gradient of the input projections; the caller turns it into the
             gradient of the input (``xw @ weight_ih^T``).
-        weight_ih: (I, G*H), or None when ``sequence_backward`` was given no inputs.
+        weight_ih: (I, G*H).
         weight_hh: (H, G*H).
         b_ih, b_hh: (G*H,) the bias gradients (the same array unless the spec has
             ``separate_hw_grad``).
@@ -73,54 +77,83 @@ class SequenceGradients:
 
 
 def sequence_forward(
-    spec: CellSpec, xw: Any, weight_hh: Any, b_ih: Any, b_hh: Any, h0: Any, c0: Any = None
+    spec: CellSpec,
+    x: Any,
+    weight_ih: Any,
+    weight_hh: Any,
+    b_ih: Any,
+    b_hh: Any,
+    h0: Any,
+    c0: Any = None,
+    reuse: SequenceCache | None = None,
 ) -> SequenceCache:
     """Run a cell over all time steps.
 
     Args:
         spec: the cell kind.
-        xw: (T, N, G*H) input projections, ``x_t @ weight_ih`` for every t.
+        x: (T, N, I) the inputs, time-major.
+        weight_ih: (I, G*H).
         weight_hh: (H, G*H).
         b_ih, b_hh: (G*H,) the biases (zeros for a layer without bias).
         h0: (N, H) initial hidden state.
         c0: (N, H) initial cell state (cells with a cell state only; default None).
+        reuse: a cache the caller is done with, whose internal buffers (``rows`` and
+            ``saved``, never the states) this pass overwrites where their shapes and
+            dtype match (default None). A layer passes its previous cache: a fresh
+            buffer of several MB per call would cost the process page faults whenever
+            the allocator has handed the last one back to the system.
 
     Returns:
         A ``SequenceCache``; ``cache.states[1:]`` are the outputs h_1 ... h_T.
     """
-    xp = namespace(xw, weight_hh, h0)
+    xp = namespace(x, weight_hh, h0)
     kernel = backend.kernel(spec.forward_op, xp)
     if kernel is None:
-        return _forward_reference(spec, xw, weight_hh, b_ih, b_hh, h0, c0)
-    steps, n_batch, _ = xw.shape
+        return _forward_reference(spec, x, weight_ih, weight_hh, b_ih, b_hh, h0, c0)
+    steps, n_batch, features = x.shape
     hidden = weight_hh.shape[0]
-    states = xp.empty((steps + 1, n_batch, hidden), dtype=xw.dtype)
+    states = xp.empty((steps + 1, n_batch, hidden), dtype=x.dtype)
     states[0, ...] = h0
     cells = saved = None
     if spec.cell_state:
-        cells = xp.empty((steps + 1, n_batch, hidden), dtype=xw.dtype)
+        cells = xp.empty((steps + 1, n_batch, hidden), dtype=x.dtype)
         cells[0, ...] = c0
     if spec.saved:
-        saved = xp.empty((steps, n_batch, spec.saved * hidden), dtype=xw.dtype)
-    kernel(xw, weight_hh, b_ih, b_hh, states, cells, saved)
-    return SequenceCache(spec, states, cells, saved)
+        saved = _buffer(xp, reuse and reuse.saved, (steps, n_batch, spec.saved * hidden), x)
+    rows = _buffer(xp, reuse and reuse.rows, (steps, n_batch, 1 + features + hidden), x)
+    kernel(x, weight_ih, weight_hh, b_ih, b_hh, states, cells, saved, rows)
+    return SequenceCache(spec, states, cells, saved, rows)
 
 
-def _forward_reference(spec, xw, weight_hh, b_ih, b_hh, h0, c0) -> SequenceCache:
-    xp = namespace(xw, weight_hh, h0)
+def _buffer(xp: Any, old: Any, shape: tuple[int, ...], like: Any) -> Any:
+    """``old`` where it has this shape and ``like``'s dtype and namespace, else a new one."""
+    fits = old is not None and tuple(old.shape) == shape and old.dtype == like.dtype
+    if fits and namespace(old) is xp:
+        return old
+    return xp.empty(shape, dtype=like.dtype)
+
+
+def _forward_reference(spec, x, weight_ih, weight_hh, b_ih, b_hh, h0, c0) -> SequenceCache:
+    xp = namespace(x, weight_hh, h0)
+    steps, n_batch, features = x.shape
+    xw = matmul(xp.reshape(x, (steps * n_batch, features)), weight_ih)
+    xw = xp.reshape(xw, (steps, n_batch, weight_ih.shape[1]))
     states, cells, saved = [h0], [c0], []
-    for t in range(xw.shape[0]):
+    for t in range(steps):
         h, c, kept = spec.forward(
             xw[t, ...], states[-1] @ weight_hh, b_ih, b_hh, states[-1], cells[-1]
         )
         states.append(h)
         cells.append(c)
         saved.append(kept)
+    states = xp.stack(states)
+    ones = xp.ones((steps, n_batch, 1), dtype=x.dtype)
     return SequenceCache(
         spec,
-        xp.stack(states),
+        states,
         xp.stack(cells) if spec.cell_state else None,
         xp.stack(saved) if spec.saved else None,
+        xp.concat([ones, x, states[:-1, ...]], axis=2),
     )
 
 
@@ -130,7 +163,6 @@ def sequence_backward(
     grad_states: Any = None,
     grad_h_last: Any = None,
     grad_c_last: Any = None,
-    inputs: Any = None,
 ) -> SequenceGradients:
     """Backpropagate through every step of a ``sequence_forward``.
 
@@ -140,9 +172,6 @@ def sequence_backward(
         grad_states: (T, N, H) loss gradients of the outputs h_1 ... h_T, or None.
         grad_h_last: (N, H) extra gradient of h_T (a returned state), or None.
         grad_c_last: (N, H) gradient of c_T (cells with a cell state), or None.
-        inputs: (T*N, I) the time-major inputs whose product with ``weight_ih`` gave
-            ``xw``: with them, ``weight_ih``'s gradient comes from the same GEMM as the
-            others (default None: no ``weight_ih`` gradient).
 
     Returns:
         The ``SequenceGradients``.
@@ -159,33 +188,29 @@ def sequence_backward(
         d_xw = xp.empty((steps, n_batch, weight_hh.shape[1]), dtype=states.dtype)
         d_hw = xp.empty_like(d_xw) if spec.separate_hw_grad else d_xw
         kernel(weight_hh, states, cache.cells, cache.saved, grad_states, dh, dc, d_xw, d_hw)
-    previous = xp.reshape(states[:-1, ...], (steps * n_batch, hidden))
-    weights = weight_gradients(xp, inputs, previous, d_xw, d_hw, spec.separate_hw_grad)
+    weights = weight_gradients(xp, cache.rows, hidden, d_xw, d_hw, spec.separate_hw_grad)
     return SequenceGradients(d_xw, *weights, dh, dc)
 
 
 def weight_gradients(
-    xp: Any, inputs: Any, previous: Any, d_xw: Any, d_hw: Any, separate: bool
+    xp: Any, rows: Any, hidden: int, d_xw: Any, d_hw: Any, separate: bool
 ) -> tuple[Any, Any, Any, Any]:
-    """The (weight_ih, weight_hh, b_ih, b_hh) gradients from the stacked rows [1, x, h]
-    (module docstring); ``weight_ih``'s is None without ``inputs``."""
-    rows = previous.shape[0]
-    ones = xp.ones((rows, 1), dtype=previous.dtype)
-    d_xw = xp.reshape(d_xw, (rows, d_xw.shape[-1]))
-    features = 0 if inputs is None else inputs.shape[1]
+    """The (weight_ih, weight_hh, b_ih, b_hh) gradients from the rows [1, x, h] (T, N,
+    1+I+H) and the gradients of the pre-activations (module docstring)."""
+    steps, n_batch, width = rows.shape
+    rows = xp.reshape(rows, (steps * n_batch, width))
+    d_xw = xp.reshape(d_xw, (steps * n_batch, d_xw.shape[-1]))
+    split = width - hidden  # the columns [1, x] come first, h after
 
-    def product(blocks: list[Any], grad: Any) -> Any:
-        return matmul(xp.matrix_transpose(xp.concat(blocks, axis=1)), grad)
+    def product(blocks: Any, grad: Any) -> Any:
+        return matmul(xp.matrix_transpose(blocks), grad)
 
     if not separate:
-        blocks = [ones, previous] if inputs is None else [ones, inputs, previous]
-        both = product(blocks, d_xw)
-        grad_weight_ih = None if inputs is None else both[1 : 1 + features, ...]
-        return grad_weight_ih, both[1 + features :, ...], both[0, ...], both[0, ...]
-    recurrent = product([ones, previous], xp.reshape(d_hw, (rows, d_hw.shape[-1])))
-    direct = product([ones] if inputs is None else [ones, inputs], d_xw)
-    grad_weight_ih = None if inputs is None else direct[1:, ...]
-    return grad_weight_ih, recurrent[1:, ...], direct[0, ...], recurrent[0, ...]
+        both = product(rows, d_xw)
+        return both[1:split, ...], both[split:, ...], both[0, ...], both[0, ...]
+    recurrent = product(rows, xp.reshape(d_hw, (steps * n_batch, d_hw.shape[-1])))
+    direct = product(rows[:, :split], d_xw)
+    return direct[1:, ...], recurrent[split:, ...], direct[0, ...], recurrent[0, ...]
 
 
 def _start(xp: Any, grad: Any, shape: tuple[int, int], dtype: Any) -> Any:
