@@ -123,6 +123,26 @@ def _add_gradient(grad_states, t, dh, first, last):
             dh[row, j] += grad_states[t, row, j]
 
 
+@cpu_kernel
+def _transpose_into(a, out):
+    """out = a.T in tiles of 32 x 32, so that both arrays are walked a cache line at a
+    time (NumPy's copy of a transposed view strides through one of them)."""
+    rows, cols = a.shape
+    for r0 in range(0, rows, 32):
+        for c0 in range(0, cols, 32):
+            for r in range(r0, min(r0 + 32, rows)):
+                for c in range(c0, min(c0 + 32, cols)):
+                    out[c, r] = a[r, c]
+
+
+def _transposed(a):
+    """A C-contiguous copy of a 2-D array's transpose."""
+    a = np.ascontiguousarray(a)
+    out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
+    _transpose_into(a, out)
+    return out
+
+
 # --------------------------------------------------------------------------- RNN
 
 
@@ -289,7 +309,7 @@ def _forward(kernel, x, weight_ih, weight_hh, b_ih, b_hh, rows, outputs, options
     """``kernel(weight, weight_t, bias, x, rows, *outputs, *options, first, last)``, with
     the stacked weight [weight_ih; weight_hh], its transpose and the summed biases."""
     weight = np.concatenate([weight_ih, weight_hh])
-    inputs = (weight, np.ascontiguousarray(weight.T), b_ih + b_hh, np.ascontiguousarray(x))
+    inputs = (weight, _transposed(weight), b_ih + b_hh, np.ascontiguousarray(x))
     steps, n_batch, _ = x.shape
     work = steps * n_batch * weight.shape[0] * weight.shape[1] / 16
     _over_rows(
@@ -300,7 +320,7 @@ def _forward(kernel, x, weight_ih, weight_hh, b_ih, b_hh, rows, outputs, options
 def _backward(kernel, weight_hh, grad_states, dh, before, after, options=()):
     """``kernel(weight_hh, weight_t, *before, grad_states, dh, *after, *options, first,
     last)``."""
-    weight_hh, weight_t = np.ascontiguousarray(weight_hh), np.ascontiguousarray(weight_hh.T)
+    weight_hh, weight_t = np.ascontiguousarray(weight_hh), _transposed(weight_hh)
     if grad_states is None:
         grad_states = np.empty((0, *dh.shape), dtype=dh.dtype)
     grad_states = np.ascontiguousarray(grad_states)
@@ -346,7 +366,7 @@ def gru_sequence_forward_cpu(x, weight_ih, weight_hh, b_ih, b_hh, states, cells,
     steps, n_batch, features = x.shape
     xw = _parallel.matmul(x.reshape(steps * n_batch, features), np.ascontiguousarray(weight_ih))
     xw = xw.reshape(steps, n_batch, -1)
-    weight_t = np.ascontiguousarray(weight_hh.T)
+    weight_t = _transposed(weight_hh)
     inputs = [np.ascontiguousarray(a) for a in (weight_hh, b_ih, b_hh)]
     inputs = (xw, inputs[0], weight_t, *inputs[1:], x, rows)
     work = steps * n_batch * weight_hh.shape[0] * weight_hh.shape[1] / 16

@@ -250,3 +250,15 @@ def test_float32_cell_loops_are_vectorised(spec):
         fresh(*args)
         ir = fresh.inspect_llvm(fresh.signatures[0])
         assert re.search(r"= f(sub|div) [a-z ]*<\d+ x float>", ir), f"{kind} {direction}"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 70), (33, 65), (160, 512)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_transposed_weights_are_exact_contiguous_copies(shape, dtype, rng):
+    """The tiled transpose the kernels' products take, against NumPy's, on shapes that
+    are and are not multiples of its tiles, from C- and Fortran-ordered arrays."""
+    a = rng.standard_normal(shape).astype(dtype)
+    for source in (a, np.asfortranarray(a)):
+        out = recurrent_cpu._transposed(source)
+        assert out.flags.c_contiguous and out.dtype == a.dtype and out.shape == shape[::-1]
+        np.testing.assert_array_equal(out, a.T)
