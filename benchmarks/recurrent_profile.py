@@ -8,7 +8,7 @@ on the same shapes: the forward and backward passes over the sequence (each one 
 call on the CPU, one launch on CUDA), and the weight gradients (the rows [1, x, h_prev]
 the forward pass kept, in one GEMM with the gate gradients). On the CPU it also
 splits the compiled passes into what they do: their per-step products alone (forward,
-the rows [x_t, h_{t-1}] by the stacked weights, the input projection included) and their
+the rows [1, x_t, h_{t-1}] by the stacked weights, the input projection included) and their
 cell math alone, each in a compiled loop over the same rows per thread (no cell math with
 ``GPUNET_KERNELS=0``: the steps then run the array-API reference, products by NumPy). It
 ends with the weight-gradient GEMMs' rate against this machine's GEMM rate.
@@ -152,9 +152,10 @@ def _cpu_parts(kernel: object, cache: object, weight_ih: np.ndarray, weight_hh: 
     weight_t = np.ascontiguousarray(weight_hh.T)
     d_pre = np.array(gates, copy=True)
     dh = np.zeros((batch, HIDDEN), dtype=np.float32)
-    # the forward product of a step: its rows [x_t, h_{t-1}] by the stacked weights
-    rows = np.ascontiguousarray(cache.rows[..., 1:])
-    stacked = np.concatenate([weight_ih, weight_hh])
+    # the forward product of a step: its rows [1, x_t, h_{t-1}] by the stacked weights
+    rows = np.ascontiguousarray(cache.rows)
+    bias = np.zeros((1, weight_hh.shape[1]), dtype=weight_hh.dtype)
+    stacked = np.concatenate([bias, weight_ih, weight_hh])
     stacked_t = np.ascontiguousarray(stacked.T)
 
     def step_gemms(a: np.ndarray, b: np.ndarray, b_t: np.ndarray) -> Callable[[], None]:

@@ -9,14 +9,12 @@ it without waiting for one another; the split depends only on the sizes and the 
 count, so results repeat bit for bit.
 
 The forward pass of an RNN or LSTM computes its input projection inside the step: it
-multiplies the rows [x_t, h_{t-1}] of its batch rows by the stacked weight [weight_ih;
-weight_hh], so one product gives the step's pre-activations and the projections of all
-steps never pass through memory. It also keeps the rows [1, x_t, h_{t-1}] of every step
-in ``rows``: what the weight gradients multiply (``gpunet.ops.bptt``). The product takes
-its own copy of the rows, without the 1: the BLAS runs these small products markedly
-slower with an odd inner dimension (161 against 160). A GRU keeps the input and
-recurrent parts of its n gate apart, so it projects its inputs in one GEMM first and
-keeps the rows as it goes.
+writes the row [1, x_t, h_{t-1}] of each batch row into ``rows`` and multiplies those
+rows by the stacked weight [b_ih + b_hh; weight_ih; weight_hh], so one product gives the
+step's pre-activations, biases included, and the projections of all steps never pass
+through memory. The same rows, stacked over the steps, are what the weight gradients
+need (``gpunet.ops.bptt``). A GRU keeps the input and recurrent parts of its n gate
+apart, so it projects its inputs in one GEMM first and writes the rows as it goes.
 
 The products are Numba's ``np.dot``, which calls the BLAS SciPy exposes to compiled code
 (a library of its own, loaded here and added to the BLAS gpunet holds to one thread while
@@ -105,15 +103,6 @@ def _stack_rows(rows, x, states, t, first, last):
 
 
 @numba.njit(inline="always")
-def _step_inputs(rows, t, first, last, inputs):
-    """inputs[n] = [x_t, h_{t-1}] of row ``first + n``, from ``rows`` (without its 1)."""
-    for n in range(last - first):
-        kept = rows[t, first + n]
-        for k in range(inputs.shape[1]):
-            inputs[n, k] = kept[1 + k]
-
-
-@numba.njit(inline="always")
 def _add_gradient(grad_states, t, dh, first, last):
     """dh[first:last] += grad_states[t, first:last], where the outputs have gradients."""
     if grad_states.shape[0] == 0:
@@ -147,18 +136,16 @@ def _transposed(a):
 
 
 @cpu_kernel(fastmath={"contract"})
-def _rnn_forward(weight, weight_t, bias, x, rows, states, relu, first, last):
-    inputs = np.empty((last - first, weight.shape[0]), dtype=x.dtype)
+def _rnn_forward(weight, weight_t, x, rows, states, relu, first, last):
     pre = np.empty((last - first, weight.shape[1]), dtype=x.dtype)
     pre_t = np.empty((weight.shape[1], last - first), dtype=x.dtype)
     for t in range(x.shape[0]):
         _stack_rows(rows, x, states, t, first, last)
-        _step_inputs(rows, t, first, last, inputs)
-        step_product(inputs, weight, weight_t, pre, pre_t)
+        step_product(rows[t, first:last], weight, weight_t, pre, pre_t)
         for n in range(last - first):
             p, h = pre[n], states[t + 1, first + n]
             for j in range(h.shape[0]):
-                h[j] = rnn_forward_point(p[j] + bias[j], relu)
+                h[j] = rnn_forward_point(p[j], relu)
 
 
 @cpu_kernel(fastmath={"contract"})
@@ -181,27 +168,21 @@ def _rnn_backward(weight_hh, weight_t, states, grad_states, dh, d_xw, relu, firs
 
 
 @cpu_kernel(fastmath={"contract"})
-def _lstm_forward(weight, weight_t, bias, x, rows, states, cells, gates, first, last):
+def _lstm_forward(weight, weight_t, x, rows, states, cells, gates, first, last):
     hidden = states.shape[2]
     h1, h2, h3 = hidden, 2 * hidden, 3 * hidden
-    inputs = np.empty((last - first, weight.shape[0]), dtype=x.dtype)
     pre = np.empty((last - first, weight.shape[1]), dtype=x.dtype)
     pre_t = np.empty((weight.shape[1], last - first), dtype=x.dtype)
     for t in range(x.shape[0]):
         _stack_rows(rows, x, states, t, first, last)
-        _step_inputs(rows, t, first, last, inputs)
-        step_product(inputs, weight, weight_t, pre, pre_t)
+        step_product(rows[t, first:last], weight, weight_t, pre, pre_t)
         for n in range(last - first):
             row = first + n
             p, kept = pre[n], gates[t, row]
             c_prev, c_new, h_new = cells[t, row], cells[t + 1, row], states[t + 1, row]
             for j in range(hidden):
                 i, f, g, o, c, h = lstm_forward_point(
-                    p[j] + bias[j],
-                    p[j + h1] + bias[j + h1],
-                    p[j + h2] + bias[j + h2],
-                    p[j + h3] + bias[j + h3],
-                    c_prev[j],
+                    p[j], p[j + h1], p[j + h2], p[j + h3], c_prev[j]
                 )
                 kept[j], kept[j + h1], kept[j + h2], kept[j + h3] = i, f, g, o
                 c_new[j], h_new[j] = c, h
@@ -306,14 +287,17 @@ def _over_rows(n_batch, work, task):
 
 
 def _forward(kernel, x, weight_ih, weight_hh, b_ih, b_hh, rows, outputs, options=()):
-    """``kernel(weight, weight_t, bias, x, rows, *outputs, *options, first, last)``, with
-    the stacked weight [weight_ih; weight_hh], its transpose and the summed biases."""
-    weight = np.concatenate([weight_ih, weight_hh])
-    inputs = (weight, _transposed(weight), b_ih + b_hh, np.ascontiguousarray(x))
+    """``kernel(weight, weight_t, x, rows, *outputs, *options, first, last)``, with the
+    stacked weight [b_ih + b_hh; weight_ih; weight_hh] and its transpose."""
+    weight = np.concatenate([(b_ih + b_hh)[None, :], weight_ih, weight_hh])
+    weight_t = _transposed(weight)
+    x = np.ascontiguousarray(x)
     steps, n_batch, _ = x.shape
     work = steps * n_batch * weight.shape[0] * weight.shape[1] / 16
     _over_rows(
-        n_batch, work, lambda first, last: kernel(*inputs, rows, *outputs, *options, first, last)
+        n_batch,
+        work,
+        lambda first, last: kernel(weight, weight_t, x, rows, *outputs, *options, first, last),
     )
 
 

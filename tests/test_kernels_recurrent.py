@@ -220,7 +220,7 @@ def _kernel_arguments(spec, dtype):
     states, cells = zeros(steps + 1, n_batch, hidden), zeros(steps + 1, n_batch, hidden)
     saved, d_xw, d_hw = zeros(steps, n_batch, 4 * hidden), zeros(steps, n_batch, width), None
     x, rows = zeros(steps, n_batch, features), zeros(steps, n_batch, 1 + features + hidden)
-    stacked = (zeros(features + hidden, width), zeros(width, features + hidden), zeros(width))
+    stacked = (zeros(1 + features + hidden, width), zeros(width, 1 + features + hidden))
     weights = (zeros(hidden, width), zeros(width, hidden))
     no_grad, dh, span = zeros(0, n_batch, hidden), zeros(n_batch, hidden), (0, n_batch)
     if spec.name == "lstm":
